@@ -1,0 +1,6 @@
+"""Writing outputs: CF-compliant netCDF, atomically, with provenance."""
+
+from hpc_workflows.write.netcdf import default_encoding, write_netcdf_atomic
+from hpc_workflows.write.provenance import add_provenance
+
+__all__ = ["add_provenance", "default_encoding", "write_netcdf_atomic"]
