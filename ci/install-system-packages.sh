@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
-# Install the Debian packages the test suite and benchmarks need (idempotent).
-# Add one package per line to PACKAGES; apt-get update runs only when something is missing.
+# Install the Debian packages the project and its tests need (idempotent).
+# apt-get update runs only when a package is missing; the dpkg lock is waited for because
+# several engineers/CI jobs may install at the same time on a shared machine.
 set -euo pipefail
 
 PACKAGES=(
+    # independent reference for regridding tests (tests/regrid) and benchmarks/regrid_bench.py
     cdo
+    # real single-node SLURM testbed (ci/testbed/start.sh) + PBS-style qsub/qstat/qdel wrappers
     munge
     slurm-wlm
     slurm-client
     slurm-wlm-torque
+    # headless browser for the UI screenshot test (tests/hpc)
     chromium
 )
 
@@ -20,12 +24,11 @@ for pkg in "${PACKAGES[@]}"; do
 done
 
 if [ ${#missing[@]} -eq 0 ]; then
-    echo "system packages already installed: ${PACKAGES[*]}"
+    echo "install-system-packages: all ${#PACKAGES[@]} packages present"
     exit 0
 fi
 
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+echo "install-system-packages: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get -o DPkg::Lock::Timeout=600 update
-$SUDO apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends "${missing[@]}"
+apt-get -o DPkg::Lock::Timeout=600 update -q
+apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends "${missing[@]}"

@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# Start a real single-node SLURM cluster on this machine (+ Torque/PBS-style qsub/qstat/qdel).
+#
+# Idempotent: safe when the cluster is already up (it then only checks that the node answers).
+# Daemons this script starts are recorded in $STATE_DIR/started so ci/testbed/stop.sh stops
+# those and nothing else. See shared/research/hpc-testbed.md for why each setting is here.
+#
+# Environment:
+#   TESTBED_CPUS   CPUs advertised to SLURM (default 8: more than the physical cores, so that
+#                  several 1-core Dask worker jobs run at once on a 2-core machine).
+#   TESTBED_WAIT   seconds to wait for the node to become usable (default 60).
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+STATE_DIR=/run/hpc-workflows-testbed
+SPOOL_DIR=/var/spool/hpc-workflows-testbed
+LOG_DIR=/var/log/hpc-workflows-testbed
+SLURM_CONF=/etc/slurm/slurm.conf
+PLUGSTACK_D=/etc/slurm/plugstack.conf.d
+CPUS="${TESTBED_CPUS:-8}"
+WAIT="${TESTBED_WAIT:-60}"
+
+log() { echo "testbed: $*"; }
+die() { echo "testbed: ERROR: $*" >&2; exit 1; }
+
+[ "$(id -u)" -eq 0 ] || die "must run as root (it starts munged, slurmctld and slurmd)"
+
+# 1. Packages (the project's list; only installs what is missing).
+if ! command -v slurmctld >/dev/null || ! command -v qsub >/dev/null || ! command -v munged >/dev/null; then
+    bash "$HERE/../install-system-packages.sh"
+fi
+
+mkdir -p "$STATE_DIR" "$SPOOL_DIR/ctld" "$SPOOL_DIR/d" "$LOG_DIR"
+touch "$STATE_DIR/started"
+
+is_running() {  # pidfile -> 0 when the process named in it is alive
+    [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null
+}
+record() {  # name pid: remember that we started it (stop.sh reads this)
+    grep -v "^$1 " "$STATE_DIR/started" > "$STATE_DIR/started.new" || true
+    echo "$1 $2" >> "$STATE_DIR/started.new"
+    mv "$STATE_DIR/started.new" "$STATE_DIR/started"
+}
+wait_for() {  # description seconds command... : poll until the command succeeds
+    local what="$1" secs="$2"; shift 2
+    local deadline=$((SECONDS + secs))
+    until "$@" >/dev/null 2>&1; do
+        [ $SECONDS -lt $deadline ] || return 1
+        sleep 0.2
+    done
+}
+
+# 2. slurm.conf for this host. Rewritten only when it differs; daemons that we started are then
+#    restarted because `scontrol reconfigure` refuses CPU changes.
+HOST="$(hostname -s)"
+MEM_MB=$(( $(awk '/MemTotal/ {print int($2/1024)}' /proc/meminfo) - 1024 ))
+NEW_CONF="$(cat <<EOF
+# Written by hpc_workflows ci/testbed/start.sh: single-node test cluster on loopback.
+ClusterName=hpcwf-testbed
+SlurmctldHost=${HOST}(127.0.0.1)
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+CredType=cred/munge
+MpiDefault=none
+MailProg=/bin/true
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core_Memory
+# Without a default, a job without --mem takes the whole node and blocks every other job.
+DefMemPerCPU=1000
+ReturnToService=2
+# Advertise more CPUs than the machine has so several 1-core worker jobs run at once.
+SlurmdParameters=config_overrides
+SchedulerParameters=sched_interval=2
+MinJobAge=60
+KillWait=5
+StateSaveLocation=${SPOOL_DIR}/ctld
+SlurmdSpoolDir=${SPOOL_DIR}/d
+SlurmctldPidFile=${STATE_DIR}/slurmctld.pid
+SlurmdPidFile=${STATE_DIR}/slurmd.pid
+SlurmctldLogFile=${LOG_DIR}/slurmctld.log
+SlurmdLogFile=${LOG_DIR}/slurmd.log
+NodeName=${HOST} NodeAddr=127.0.0.1 CPUs=${CPUS} RealMemory=${MEM_MB} State=UNKNOWN
+PartitionName=debug Nodes=${HOST} Default=YES MaxTime=INFINITE State=UP
+EOF
+)"
+conf_changed=0
+if [ ! -f "$SLURM_CONF" ] || [ "$(cat "$SLURM_CONF")" != "$NEW_CONF" ]; then
+    printf '%s\n' "$NEW_CONF" > "$SLURM_CONF.tmp" && mv "$SLURM_CONF.tmp" "$SLURM_CONF"
+    conf_changed=1
+    log "wrote $SLURM_CONF (CPUs=$CPUS, RealMemory=${MEM_MB}M)"
+fi
+
+# spank_pbs sets PBS_JOBID/PBS_O_WORKDIR inside jobs, as job scripts written for PBS expect.
+SPANK_PBS="$(find /usr/lib -name spank_pbs.so -print -quit 2>/dev/null || true)"
+if [ -n "$SPANK_PBS" ]; then
+    mkdir -p "$PLUGSTACK_D"
+    line="required $SPANK_PBS"
+    if [ "$(cat "$PLUGSTACK_D/hpc-workflows-pbs.conf" 2>/dev/null)" != "$line" ]; then
+        echo "$line" > "$PLUGSTACK_D/hpc-workflows-pbs.conf"
+        conf_changed=1
+    fi
+fi
+
+if [ "$conf_changed" -eq 1 ]; then
+    # Only restart daemons we started; a foreign slurmctld/slurmd would be the admin's business.
+    for d in slurmd slurmctld; do
+        pid="$(awk -v n="$d" '$1==n {print $2}' "$STATE_DIR/started")"
+        if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+            log "config changed: restarting $d (pid $pid)"
+            kill "$pid"
+            wait_for "$d exit" 20 bash -c "! kill -0 $pid" || kill -9 "$pid" 2>/dev/null || true
+        fi
+    done
+fi
+
+# 3. munged (as the munge user; the package created the key).
+if ! pgrep -x munged >/dev/null; then
+    mkdir -p /run/munge /var/log/munge /var/lib/munge
+    chown munge:munge /run/munge /var/log/munge /var/lib/munge
+    chmod 0755 /run/munge
+    runuser -u munge -- /usr/sbin/munged
+    wait_for munged 10 test -S /run/munge/munge.socket.2 || die "munged did not start"
+    record munged "$(cat /run/munge/munged.pid)"
+    log "started munged (pid $(cat /run/munge/munged.pid))"
+fi
+
+# 4. slurmctld then slurmd (daemonise themselves and write their pid files).
+if ! is_running "$STATE_DIR/slurmctld.pid" && ! pgrep -x slurmctld >/dev/null; then
+    /usr/sbin/slurmctld
+    wait_for slurmctld 20 is_running "$STATE_DIR/slurmctld.pid" || die "slurmctld did not start; see $LOG_DIR/slurmctld.log"
+    record slurmctld "$(cat "$STATE_DIR/slurmctld.pid")"
+    log "started slurmctld (pid $(cat "$STATE_DIR/slurmctld.pid"))"
+fi
+if ! is_running "$STATE_DIR/slurmd.pid" && ! pgrep -x slurmd >/dev/null; then
+    /usr/sbin/slurmd
+    wait_for slurmd 20 is_running "$STATE_DIR/slurmd.pid" || die "slurmd did not start; see $LOG_DIR/slurmd.log"
+    record slurmd "$(cat "$STATE_DIR/slurmd.pid")"
+    log "started slurmd (pid $(cat "$STATE_DIR/slurmd.pid"))"
+fi
+
+# 5. Wait until the node accepts work (idle, or mixed/allocated when jobs already run).
+node_usable() {
+    state="$(sinfo -h -n "$HOST" -o %T 2>/dev/null | head -n1)"
+    case "$state" in
+        idle|mixed|allocated|completing) return 0 ;;
+        down*|drain*|fail*) scontrol update nodename="$HOST" state=resume >/dev/null 2>&1 || true; return 1 ;;
+        *) return 1 ;;
+    esac
+}
+wait_for "node $HOST usable" "$WAIT" node_usable \
+    || die "node $HOST not usable after ${WAIT}s (sinfo: $(sinfo -h -o '%T %E' 2>&1)); see $LOG_DIR"
+log "ready: $(sinfo -h -o '%P %D %T %c CPUs')"
