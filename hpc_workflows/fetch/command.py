@@ -1,0 +1,93 @@
+"""Archive-command transport: a site's tape/archive client (moo, hsi, mdss...) as an argv template.
+
+The command runs without a shell and placeholders are substituted inside each argument, so a
+file name containing spaces, quotes or ``;`` stays one argument and can never run a command.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
+
+from hpc_workflows.fetch.errors import TransferFailed
+from hpc_workflows.fetch.settings import validate_command_template
+from hpc_workflows.fetch.transport import Transfer
+
+if TYPE_CHECKING:  # pragma: no cover
+    from hpc_workflows.fetch.settings import FetchSettings
+    from hpc_workflows.fetch.source import Source
+
+# Keep error messages readable: the tail of stderr is what says why.
+_STDERR_LIMIT = 2000
+
+
+def build_argv(template: list[str], *, src: str, dest: str, key: str = "", name: str = "") -> list[str]:
+    """Substitute ``{src}``, ``{dest}``, ``{key}``, ``{name}`` inside each template argument.
+
+    Values are inserted verbatim (never re-parsed), one argv entry per template entry.
+    """
+    values = {"src": src, "dest": dest, "key": key, "name": name}
+    return [arg.format_map(values) for arg in template]
+
+
+class CommandTransport:
+    """Fetch with an external archive client given as an argument-list template."""
+
+    name = "command"
+    # Archive clients restart whole files; a leftover .part is removed before each attempt.
+    supports_resume = False
+
+    def __init__(self, template: list[str]) -> None:
+        validate_command_template(template)
+        self.template = list(template)
+
+    def _run(self, src: str, dest: Path, key: str, settings: "FetchSettings") -> None:
+        argv = build_argv(self.template, src=src, dest=str(dest), key=key, name=PurePosixPath(src).name)
+        try:
+            proc = subprocess.run(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                timeout=settings.command_timeout,
+                shell=False,
+                check=False,
+            )
+        except FileNotFoundError:
+            raise TransferFailed(
+                f"archive client {argv[0]!r} was not found on PATH; install it or fix the first "
+                "element of FetchSettings.command",
+                retryable=False,
+                field="command",
+            ) from None
+        except PermissionError:
+            raise TransferFailed(f"archive client {argv[0]!r} is not executable", retryable=False, field="command") from None
+        except subprocess.TimeoutExpired:
+            raise TransferFailed(
+                f"{argv[0]} did not finish within command_timeout={settings.command_timeout}s", retryable=True
+            ) from None
+        if proc.returncode != 0:
+            stderr = proc.stderr.decode("utf-8", "replace").strip()[-_STDERR_LIMIT:]
+            raise TransferFailed(
+                f"{argv[0]} exited with status {proc.returncode}: {stderr or '(no stderr)'}", retryable=True
+            )
+        if not dest.is_file():
+            raise TransferFailed(f"{argv[0]} exited 0 but wrote no file at {dest}", retryable=True)
+
+    def retrieve(
+        self, source: "Source", part: Path, offset: int, algorithms: frozenset[str], settings: "FetchSettings"
+    ) -> Transfer:
+        # Clients such as `moo get` refuse to overwrite (or append to) an existing file.
+        part.unlink(missing_ok=True)
+        self._run(source.url, part, source.key, settings)
+        return Transfer(total_size=None)
+
+    def read_text(self, url: str, settings: "FetchSettings") -> str:
+        tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"hpcwf-sidecar-{os.getpid()}-{abs(hash(url))}"
+        try:
+            self._run(url, tmp, "sidecar", settings)
+            return tmp.read_text(encoding="utf-8")
+        finally:
+            tmp.unlink(missing_ok=True)

@@ -1,0 +1,152 @@
+"""HTTP(S) transport on httpx: streamed to disk, resumable with ``Range``, timeouts, per-host cap."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+import httpx
+
+from hpc_workflows.fetch.errors import TransferFailed, redact_url
+from hpc_workflows.fetch.hostlimit import host_slot
+from hpc_workflows.fetch.partfile import PartWriter
+from hpc_workflows.fetch.retry import parse_retry_after
+from hpc_workflows.fetch.transport import Transfer
+
+if TYPE_CHECKING:  # pragma: no cover
+    from hpc_workflows.fetch.settings import FetchSettings
+    from hpc_workflows.fetch.source import Source
+
+_CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$")
+_UNSATISFIED_RANGE = re.compile(r"^\s*bytes\s+\*/(\d+)\s*$")
+# 408 Request Timeout, 425 Too Early, 429 Too Many Requests and server errors may pass.
+_RETRYABLE_STATUS = {408, 425, 429, 500, 502, 503, 504}
+
+
+def _host_key(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
+
+
+def _client(settings: "FetchSettings") -> httpx.Client:
+    timeout = httpx.Timeout(
+        connect=settings.connect_timeout, read=settings.read_timeout,
+        write=settings.read_timeout, pool=settings.read_timeout,
+    )
+    return httpx.Client(timeout=timeout, verify=settings.verify_tls, follow_redirects=True)
+
+
+def _status_failure(response: httpx.Response, url: str) -> TransferFailed:
+    status = response.status_code
+    reason = f"HTTP {status} {response.reason_phrase} from {redact_url(url)}"
+    if status in _RETRYABLE_STATUS or status >= 500:
+        return TransferFailed(reason, retryable=True, retry_after=parse_retry_after(response.headers.get("Retry-After")))
+    hint = {
+        404: "; check the url (wrong date or path?)",
+        410: "; the file was removed from the server",
+        401: "; the server needs credentials",
+        403: "; access denied: check credentials or permissions",
+    }.get(status, "")
+    return TransferFailed(reason + hint, retryable=False, field="url")
+
+
+def _network_failure(exc: httpx.HTTPError, url: str, settings: "FetchSettings") -> TransferFailed:
+    where = redact_url(url)
+    if isinstance(exc, httpx.ConnectTimeout):
+        return TransferFailed(f"connect to {where} timed out after {settings.connect_timeout}s", retryable=True, field="url")
+    if isinstance(exc, httpx.ConnectError):
+        return TransferFailed(f"cannot connect to {where}: {exc}; check the host and port in the url", retryable=True, field="url")
+    if isinstance(exc, httpx.ReadTimeout):
+        return TransferFailed(f"no data from {where} for read_timeout={settings.read_timeout}s (stalled)", retryable=True)
+    if isinstance(exc, (httpx.UnsupportedProtocol, httpx.InvalidURL)):
+        return TransferFailed(f"invalid url {where}: {exc}", retryable=False, field="url")
+    # Dropped connections, truncated bodies, protocol errors: the next attempt resumes.
+    return TransferFailed(f"transfer from {where} broke off: {exc}", retryable=True)
+
+
+class HttpTransport:
+    """Stream an HTTP(S) URL into a ``.part`` file, resuming with ``Range`` when possible."""
+
+    name = "http"
+    supports_resume = True
+
+    def __init__(self) -> None:
+        # Validator from the first response, sent as If-Range so a resume never splices two
+        # different versions of a file together.
+        self._validator: str | None = None
+
+    def retrieve(
+        self, source: "Source", part: Path, offset: int, algorithms: frozenset[str], settings: "FetchSettings"
+    ) -> Transfer:
+        url = source.url
+        headers = dict(settings.headers)
+        # Ask for the bytes as stored: a transparent gzip would break sizes and resume.
+        headers["Accept-Encoding"] = "identity"
+        if offset > 0:
+            headers["Range"] = f"bytes={offset}-"
+            if self._validator:
+                headers["If-Range"] = self._validator
+        try:
+            with host_slot(_host_key(url), settings.max_connections_per_host), _client(settings) as client:
+                with client.stream("GET", url, headers=headers) as response:
+                    return self._receive(response, part, offset, algorithms, settings, url)
+        except httpx.HTTPError as exc:
+            raise _network_failure(exc, url, settings) from None
+
+    def _receive(
+        self, response: httpx.Response, part: Path, offset: int, algorithms: frozenset[str],
+        settings: "FetchSettings", url: str,
+    ) -> Transfer:
+        status = response.status_code
+        etag = response.headers.get("ETag")
+        if etag and not etag.startswith("W/"):
+            self._validator = self._validator or etag
+        elif response.headers.get("Last-Modified"):
+            self._validator = self._validator or response.headers["Last-Modified"]
+        if status == 416 and offset > 0:
+            match = _UNSATISFIED_RANGE.match(response.headers.get("Content-Range", ""))
+            if match and int(match.group(1)) == offset:
+                # The .part already holds the whole file (a run died before the rename).
+                return Transfer(total_size=offset, resumed_from=offset)
+            part.unlink(missing_ok=True)
+            raise TransferFailed("server refused to resume (HTTP 416); starting again", retryable=True)
+        if status == 206:
+            match = _CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
+            if not match or int(match.group(1)) != offset:
+                part.unlink(missing_ok=True)
+                raise TransferFailed(
+                    f"server answered a resume with an unexpected Content-Range "
+                    f"{response.headers.get('Content-Range')!r}; starting again",
+                    retryable=True,
+                )
+            total = None if match.group(3) == "*" else int(match.group(3))
+            start = offset
+        elif status == 200:
+            start = 0  # Range ignored or If-Range mismatch: the whole file comes again.
+            length = response.headers.get("Content-Length")
+            total = int(length) if length and length.isdigit() else None
+        else:
+            raise _status_failure(response, url)
+        with PartWriter(part, start, algorithms) as writer:
+            for chunk in response.iter_raw():
+                writer.write(chunk)
+            digests = writer.digests()
+            size = writer.size
+        if total is not None and size != total:
+            raise TransferFailed(f"incomplete transfer: got {size} of {total} bytes", retryable=True)
+        return Transfer(total_size=total, resumed_from=start, digests=digests)
+
+    def read_text(self, url: str, settings: "FetchSettings") -> str:
+        try:
+            with host_slot(_host_key(url), settings.max_connections_per_host), _client(settings) as client:
+                response = client.get(url, headers=dict(settings.headers))
+        except httpx.HTTPError as exc:
+            raise _network_failure(exc, url, settings) from None
+        if response.status_code != 200:
+            failure = _status_failure(response, url)
+            if not failure.retryable:
+                failure.field = "checksum_sidecar"
+            raise failure
+        return response.text

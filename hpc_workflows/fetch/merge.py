@@ -1,0 +1,81 @@
+"""Merging one day's files of a product into one netCDF, written atomically."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import xarray as xr
+
+logger = logging.getLogger("hpc_workflows.fetch")
+
+
+def _open_ok(path: Path) -> bool:
+    """True when ``path`` opens as netCDF (a complete file from an earlier run)."""
+    try:
+        with xr.open_dataset(path, decode_times=False) as ds:
+            ds.sizes  # noqa: B018 - touching the header is the check
+        return True
+    except Exception:  # noqa: BLE001 - any failure to open means "not complete"
+        return False
+
+
+def merge_daily(paths: list[Path], out_path: Path) -> Path:
+    """Merge the given netCDF files (one day of one product) into ``out_path``.
+
+    Files are combined along their shared ``time`` coordinate (by coordinate values, so the
+    input order does not matter), lazily with dask so memory stays bounded by the chunk size.
+    The output is written with `write_netcdf_atomic`; an existing complete output is kept
+    (re-runs skip it).
+
+    Parameters
+    ----------
+    paths : list of Path
+        Input netCDF files.
+    out_path : Path
+        The merged file.
+
+    Returns
+    -------
+    Path
+        ``out_path``.
+
+    Raises
+    ------
+    ValueError
+        If ``paths`` is empty or the files cannot be combined (naming the files).
+    """
+    from hpc_workflows.write.netcdf import write_netcdf_atomic
+
+    out_path = Path(out_path)
+    paths = [Path(p) for p in paths]
+    if not paths:
+        raise ValueError(f"merge_daily: no input files for {out_path}")
+    if out_path.exists() and _open_ok(out_path):
+        logger.info("%s already complete; skipping merge", out_path)
+        return out_path
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise ValueError(f"merge_daily: input file(s) missing: {', '.join(missing)}")
+    try:
+        ds = xr.open_mfdataset(
+            sorted(paths), combine="by_coords", data_vars="minimal", coords="minimal",
+            compat="override", join="outer", chunks={},
+        )
+    except Exception as exc:  # noqa: BLE001 - re-raised with the file names
+        try:
+            ds = xr.open_mfdataset(
+                sorted(paths), combine="nested", concat_dim="time", data_vars="minimal",
+                coords="minimal", compat="override", chunks={},
+            )
+        except Exception:  # noqa: BLE001
+            raise ValueError(
+                f"merge_daily: cannot combine {len(paths)} file(s) into {out_path} ({exc}); "
+                f"first file {paths[0]}"
+            ) from None
+    try:
+        ds.attrs["merged_from"] = ", ".join(p.name for p in sorted(paths))[:4000]
+        write_netcdf_atomic(ds, out_path)
+    finally:
+        ds.close()
+    return out_path
