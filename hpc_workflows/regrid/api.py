@@ -1,0 +1,254 @@
+"""Public regridding entry points: :func:`regrid` and :func:`area_weighted_mean`.
+
+Methods
+-------
+``conservative``
+    First-order conservative with exact spherical areas, lat/lon source to lat/lon target,
+    separable weights (see :mod:`hpc_workflows.regrid.conservative`).
+``bilinear``
+    From any source grid (see :mod:`hpc_workflows.regrid.bilinear`).
+``nearest``
+    Nearest source cell centre on the sphere, any source grid.
+``aggregate``
+    Fine to coarse statistics, any source grid (see :mod:`hpc_workflows.regrid.aggregate`).
+
+Missing values follow :mod:`hpc_workflows.regrid.apply`. The output is on 1-D ``lat``/``lon``
+with ``lat_bnds``/``lon_bnds``; data attributes are kept except ``grid_mapping`` and
+``coordinates`` (which described the source grid); ``cell_methods`` gains ``area: mean`` for
+conservative and the statistic for aggregate (bilinear/nearest values are point estimates
+and add nothing); global attributes ``hpc_workflows_regrid_*`` record method, weights key,
+target grid, source grid kind and the package version.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from hpc_workflows.regrid.areas import area_weighted_mean
+from hpc_workflows.regrid.errors import GridError, RegridError
+from hpc_workflows.regrid.grids import SourceGrid, describe_origin, read_source_grid
+from hpc_workflows.regrid.targets import TargetGrid, parse_target_grid
+from hpc_workflows.regrid.weights import Weights, load_or_build_weights
+
+__all__ = ["METHODS", "regrid", "area_weighted_mean", "build_weights"]
+
+METHODS = ("conservative", "bilinear", "nearest", "aggregate")
+
+
+def _build_conservative(source: SourceGrid, target: TargetGrid) -> Weights:
+    from hpc_workflows.regrid.conservative import lat_overlap_factor, lon_overlap_factor
+
+    a = lat_overlap_factor(target.lat_bnds, source.lat_bnds)
+    b = lon_overlap_factor(target.lon_bnds, source.lon_bnds)
+    return Weights("conservative", "", source.shape, target.shape, a, b)
+
+
+def _build_bilinear(source: SourceGrid, target: TargetGrid) -> Weights:
+    from hpc_workflows.regrid.bilinear import bilinear_weights
+
+    return bilinear_weights(source, target)
+
+
+def _build_nearest(source: SourceGrid, target: TargetGrid) -> Weights:
+    from hpc_workflows.regrid.nearest import nearest_weights
+
+    return nearest_weights(source, target)
+
+
+_BUILDERS = {
+    "conservative": _build_conservative,
+    "bilinear": _build_bilinear,
+    "nearest": _build_nearest,
+}
+
+
+def build_weights(source: SourceGrid, target: TargetGrid, method: str,
+                  weights_dir: Path | None = None) -> Weights:
+    """Weights for ``method`` between two grids, from the cache in ``weights_dir`` if valid."""
+    if method not in _BUILDERS:
+        raise RegridError(f"unknown regridding method {method!r}; valid: {list(_BUILDERS)}")
+    if method == "conservative" and source.kind != "latlon":
+        raise RegridError(
+            f"method 'conservative' needs a 1-D latitude/longitude source grid, this one is "
+            f"{source.kind}; use 'bilinear', 'nearest' or 'aggregate' for it")
+    return load_or_build_weights(source, target, method, _BUILDERS[method],
+                                 Path(weights_dir) if weights_dir is not None else None)
+
+
+def _spatial_variables(ds: xr.Dataset, variables: list[str] | None) -> list[str]:
+    if variables is not None:
+        missing = [v for v in variables if v not in ds.data_vars]
+        if missing:
+            raise RegridError(f"{describe_origin(ds)}: variables {missing} not found; "
+                              f"available: {sorted(map(str, ds.data_vars))}")
+        return list(variables)
+    names = [str(v) for v, da in ds.data_vars.items()
+             if da.ndim >= 2 and np.issubdtype(da.dtype, np.number)
+             and "bnds" not in str(v) and "bounds" not in str(v)]
+    if not names:
+        raise RegridError(f"{describe_origin(ds)}: no numeric data variable with 2 or more "
+                          "dimensions to regrid")
+    return names
+
+
+def _target_coords(target: TargetGrid) -> dict[str, Any]:
+    lat = xr.Variable(("lat",), target.lat, {
+        "standard_name": "latitude", "long_name": "latitude", "units": "degrees_north",
+        "axis": "Y", "bounds": "lat_bnds"})
+    lon = xr.Variable(("lon",), target.lon, {
+        "standard_name": "longitude", "long_name": "longitude", "units": "degrees_east",
+        "axis": "X", "bounds": "lon_bnds"})
+    return {"lat": lat, "lon": lon,
+            "lat_bnds": xr.Variable(("lat", "bnds"), target.lat_bnds),
+            "lon_bnds": xr.Variable(("lon", "bnds"), target.lon_bnds)}
+
+
+def _append_cell_method(attrs: dict[str, Any], text: str) -> None:
+    old = str(attrs.get("cell_methods", "")).strip()
+    attrs["cell_methods"] = f"{old} {text}".strip()
+
+
+def regrid(
+    ds: xr.Dataset,
+    target: TargetGrid | str | dict[str, Any],
+    method: str = "conservative",
+    *,
+    variables: list[str] | None = None,
+    min_valid_fraction: float = 0.5,
+    weights_dir: Path | None = None,
+    statistics: list[str] | None = None,
+    bands: list[tuple[float, float]] | None = None,
+) -> xr.Dataset:
+    """Regrid the spatial data variables of ``ds`` to a latitude/longitude target grid.
+
+    Parameters
+    ----------
+    ds
+        CF dataset; all selected variables must share one horizontal grid.
+    target
+        A :class:`TargetGrid` or any spec accepted by :func:`parse_target_grid`.
+    method
+        ``"conservative"``, ``"bilinear"``, ``"nearest"`` or ``"aggregate"``.
+    variables
+        Data variables to regrid (default: every numeric variable with >= 2 dimensions).
+    min_valid_fraction
+        Minimum valid weight for a target value (see :mod:`hpc_workflows.regrid.apply`);
+        for ``aggregate``, the minimum fraction of a target cell's source cells that are
+        valid.
+    weights_dir
+        Folder for the weights cache; ``None`` builds weights in memory every call.
+    statistics
+        ``aggregate`` only: any of ``mean``, ``min``, ``max``, ``sum``, ``count``,
+        ``fraction`` (default ``["mean"]``).
+    bands
+        ``aggregate`` with ``fraction``: value bands ``(low, high)``, ``low <= x < high``
+        (use ``float('inf')`` for an open top band).
+
+    Returns
+    -------
+    xarray.Dataset
+        Regridded variables on 1-D ``lat``/``lon`` with bounds; variables without the
+        horizontal dimensions (e.g. ``time_bnds``) are carried over unchanged. Lazy input
+        gives lazy output.
+
+    Raises
+    ------
+    ValueError
+        :class:`RegridError` / :class:`GridError` naming the file and variable for an
+        unknown method, an uninterpretable grid, a target that does not overlap the source
+        or variables on different grids.
+    """
+    if method not in METHODS:
+        raise RegridError(f"unknown regridding method {method!r}; valid methods: {list(METHODS)}")
+    if statistics is not None and method != "aggregate":
+        raise RegridError(f"'statistics' is only used by method 'aggregate', not {method!r}")
+    tgt = parse_target_grid(target)
+    names = _spatial_variables(ds, variables)
+    grid = read_source_grid(ds, names[0])
+    for name in names[1:]:
+        if tuple(map(str, ds[name].dims[-2:])) != grid.dims:
+            raise RegridError(f"{describe_origin(ds, name)}: horizontal dims "
+                              f"{ds[name].dims[-2:]} differ from {grid.dims} of {names[0]!r}; "
+                              "regrid variables on different grids in separate calls")
+
+    if method == "aggregate":
+        from hpc_workflows.regrid.aggregate import aggregate_dataarray, aggregate_index
+
+        index = aggregate_index(grid, tgt)
+        if not np.any(index >= 0):
+            raise RegridError(f"{describe_origin(ds, names[0])}: the target grid "
+                              f"({tgt.spec}) does not overlap the source grid")
+        key = index_key = "aggregate"
+        new_vars: dict[str, xr.DataArray] = {}
+        for name in names:
+            new_vars.update(aggregate_dataarray(
+                ds[name], index, grid.dims, tgt.shape, statistics=statistics or ["mean"],
+                bands=bands, min_valid_fraction=min_valid_fraction))
+        del index_key
+    else:
+        w = build_weights(grid, tgt, method, weights_dir)
+        if not np.any(w.coverage() > 0):
+            raise RegridError(f"{describe_origin(ds, names[0])}: the target grid "
+                              f"({tgt.spec}) does not overlap the source grid")
+        from hpc_workflows.regrid.apply import apply_weights
+
+        key = w.key
+        new_vars = {}
+        for name in names:
+            out = apply_weights(ds[name], w, grid.dims, min_valid_fraction=min_valid_fraction)
+            attrs = dict(ds[name].attrs)
+            if method == "conservative":
+                _append_cell_method(attrs, "area: mean")
+            out.attrs = attrs
+            new_vars[name] = out
+
+    return _assemble(ds, names, grid, tgt, new_vars, method, key, min_valid_fraction)
+
+
+def _assemble(ds: xr.Dataset, names: list[str], grid: SourceGrid, tgt: TargetGrid,
+              new_vars: dict[str, xr.DataArray], method: str, key: str,
+              min_valid_fraction: float) -> xr.Dataset:
+    from hpc_workflows import __version__
+
+    spatial = set(grid.dims)
+    grid_mappings = {str(ds[n].attrs.get("grid_mapping", "")).split(":")[0] for n in names}
+    keep: dict[str, Any] = {}
+    for name, var in ds.data_vars.items():
+        if name in names or name in grid_mappings or spatial & set(map(str, var.dims)):
+            continue
+        keep[str(name)] = var
+    coords = {str(n): c for n, c in ds.coords.items()
+              if not (spatial & set(map(str, c.dims))) and str(n) not in ("lat", "lon",
+                                                                          "lat_bnds", "lon_bnds")}
+    out_vars = {}
+    for name, da in new_vars.items():
+        da = da.drop_vars([c for c in da.coords if c not in coords], errors="ignore")
+        attrs = dict(da.attrs)
+        attrs.pop("grid_mapping", None)
+        attrs.pop("coordinates", None)
+        da.attrs = attrs
+        da.encoding = {}
+        out_vars[name] = da
+    out = xr.Dataset({**keep, **out_vars}, coords={**coords, **_target_coords(tgt)},
+                     attrs=dict(ds.attrs))
+    for name in list(out.data_vars):
+        out[name].encoding = {k: v for k, v in ds[name].encoding.items()
+                              if k in ("dtype",)} if name in ds and name not in names else {}
+    source = ds.encoding.get("source")
+    out.attrs.update({
+        "hpc_workflows_regrid_method": method,
+        "hpc_workflows_regrid_weights_sha256": key,
+        "hpc_workflows_regrid_target_grid": tgt.spec,
+        "hpc_workflows_regrid_source_grid": f"{grid.kind} {grid.shape[0]}x{grid.shape[1]}"
+                                            + (" (bounds derived from centres)"
+                                               if grid.bounds_derived else ""),
+        "hpc_workflows_regrid_min_valid_fraction": float(min_valid_fraction),
+        "hpc_workflows_version": __version__,
+    })
+    if source:
+        out.attrs["hpc_workflows_regrid_source_file"] = str(source)
+    return out

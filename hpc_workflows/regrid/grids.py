@@ -1,0 +1,358 @@
+"""Reading the horizontal grid of a variable from a CF dataset.
+
+Three kinds of source grid are understood:
+
+``latlon``
+    1-D latitude and longitude coordinates (either latitude order, longitudes in 0..360 or
+    -180..180 or anything in between). Recognised by ``standard_name`` ``latitude`` /
+    ``longitude``, by ``units`` ``degrees_north`` / ``degrees_east``, or by the names
+    ``lat``/``latitude``/``lon``/``longitude``.
+``projected``
+    1-D ``projection_x/y_coordinate`` or ``grid_longitude/latitude`` coordinates plus a CF
+    ``grid_mapping`` variable (rotated pole, stereographic, Lambert, ...). The grid mapping is
+    turned into a CRS with :meth:`pyproj.CRS.from_cf` and cell centres/corners are
+    transformed to geographic longitude/latitude on the grid's own datum.
+``curvilinear``
+    2-D latitude/longitude auxiliary coordinates (named in the variable's ``coordinates``
+    attribute or attached as xarray coordinates), with ``bounds`` (N, M, 4) when present.
+
+Cell bounds, when the file has none, are derived from the centres: each interior edge is
+the midpoint between neighbouring centres and the outer edges are placed half a spacing
+beyond the outermost centres; latitude edges are then clipped to [-90, 90]. This is the same
+rule CDO and iris (``guess_bounds``) use, so a 721-point 0.25 degree grid with centres on
+the poles gets half-height polar rows. Curvilinear grids without bounds get no corners: only
+methods that need centres (bilinear, nearest, aggregate) accept them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from hpc_workflows.regrid.errors import GridError
+
+__all__ = [
+    "SourceGrid",
+    "derive_bounds",
+    "describe_origin",
+    "lon_bounds_increasing",
+    "read_source_grid",
+]
+
+_LAT_NAMES = ("lat", "latitude", "nav_lat", "y_lat")
+_LON_NAMES = ("lon", "longitude", "nav_lon", "x_lon")
+_LAT_UNITS = ("degrees_north", "degree_north", "degree_N", "degrees_N", "degreeN", "degreesN")
+_LON_UNITS = ("degrees_east", "degree_east", "degree_E", "degrees_E", "degreeE", "degreesE")
+
+
+@dataclass(frozen=True, eq=False)
+class SourceGrid:
+    """Horizontal grid of a source variable.
+
+    Attributes
+    ----------
+    kind
+        ``"latlon"``, ``"projected"`` or ``"curvilinear"``.
+    dims
+        Names of the (y, x) dimensions of the variable, in the variable's order.
+    lat, lon
+        Cell-centre latitude/longitude in degrees: 1-D for ``latlon``, 2-D (y, x) otherwise.
+    lat_bnds, lon_bnds
+        ``latlon``: (n, 2) edges per cell. ``projected``/``curvilinear``: (y, x, 4) corners,
+        or ``None`` when unknown.
+    x, y, crs
+        Native 1-D coordinates and the :class:`pyproj.CRS` for ``projected`` grids.
+    """
+
+    kind: str
+    dims: tuple[str, str]
+    lat: np.ndarray
+    lon: np.ndarray
+    lat_bnds: np.ndarray | None = None
+    lon_bnds: np.ndarray | None = None
+    x: np.ndarray | None = None
+    y: np.ndarray | None = None
+    crs: Any = None
+    bounds_derived: bool = False
+    _hash: list[str] = field(default_factory=list, repr=False)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """Shape (ny, nx) of the spatial part of the variable."""
+        if self.kind == "latlon":
+            return (self.lat.size, self.lon.size)
+        return tuple(self.lat.shape)  # type: ignore[return-value]
+
+    def centres_2d(self) -> tuple[np.ndarray, np.ndarray]:
+        """Cell-centre (lat, lon) as 2-D arrays of :attr:`shape`."""
+        if self.kind == "latlon":
+            lon2, lat2 = np.meshgrid(self.lon, self.lat)
+            return lat2, lon2
+        return self.lat, self.lon
+
+    def grid_hash(self) -> str:
+        """SHA-256 over everything that defines the grid (kind, coordinates, bounds, CRS)."""
+        if not self._hash:
+            h = hashlib.sha256(self.kind.encode())
+            for arr in (self.lat, self.lon, self.lat_bnds, self.lon_bnds, self.x, self.y):
+                h.update(b"|")
+                if arr is not None:
+                    a = np.ascontiguousarray(arr, dtype=np.float64)
+                    h.update(str(a.shape).encode())
+                    h.update(a.tobytes())
+            if self.crs is not None:
+                h.update(self.crs.to_wkt().encode())
+            self._hash.append(h.hexdigest())
+        return self._hash[0]
+
+
+def describe_origin(ds: xr.Dataset, variable: str | None = None) -> str:
+    """``file 'x.nc', variable 'tas'`` for error messages (file unknown for in-memory data)."""
+    source = ds.encoding.get("source")
+    where = f"file {str(source)!r}" if source else "in-memory dataset"
+    return f"{where}, variable {variable!r}" if variable else where
+
+
+def derive_bounds(centres: np.ndarray, *, clip: tuple[float, float] | None = None) -> np.ndarray:
+    """Cell edges (n, 2) from 1-D centres: midpoints inside, half a spacing beyond the ends.
+
+    Parameters
+    ----------
+    centres
+        Monotonic 1-D cell centres (ascending or descending).
+    clip
+        Optional (low, high) to clip edges to, e.g. (-90, 90) for latitude.
+
+    Returns
+    -------
+    numpy.ndarray
+        (n, 2) array; row ``i`` holds the edges on either side of ``centres[i]`` in the
+        direction of the axis.
+    """
+    c = np.asarray(centres, dtype=np.float64)
+    if c.size < 2:
+        raise GridError("cannot derive bounds from fewer than 2 cell centres; give bounds")
+    mid = 0.5 * (c[1:] + c[:-1])
+    edges = np.concatenate([[c[0] - (mid[0] - c[0])], mid, [c[-1] + (c[-1] - mid[-1])]])
+    if clip is not None:
+        edges = np.clip(edges, *clip)
+    return np.stack([edges[:-1], edges[1:]], axis=1)
+
+
+def lon_bounds_increasing(lon_bnds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """West/east edges with east > west for each cell, west normalised to [0, 360).
+
+    A cell given as (359.5, 0.5) becomes (359.5, 360.5); the order of the two edges in the
+    file does not matter for cells narrower than 180 degrees.
+    """
+    b = np.asarray(lon_bnds, dtype=np.float64)
+    lo = np.minimum(b[:, 0], b[:, 1])
+    hi = np.maximum(b[:, 0], b[:, 1])
+    width = hi - lo
+    crossing = width > 180.0
+    west = np.where(crossing, hi, lo)
+    width = np.where(crossing, 360.0 - width, width)
+    west = np.mod(west, 360.0)
+    return west, west + width
+
+
+def _attr(var: xr.DataArray, name: str) -> str:
+    return str(var.attrs.get(name, "")).strip()
+
+
+def _is_lat(name: str, var: xr.DataArray) -> bool:
+    return (
+        _attr(var, "standard_name") == "latitude"
+        or _attr(var, "units") in _LAT_UNITS
+        or (name.lower() in _LAT_NAMES and _attr(var, "standard_name") in ("", "latitude"))
+    )
+
+
+def _is_lon(name: str, var: xr.DataArray) -> bool:
+    return (
+        _attr(var, "standard_name") == "longitude"
+        or _attr(var, "units") in _LON_UNITS
+        or (name.lower() in _LON_NAMES and _attr(var, "standard_name") in ("", "longitude"))
+    )
+
+
+def _candidate_coords(ds: xr.Dataset, variable: str) -> dict[str, xr.DataArray]:
+    """Coordinates the variable can use: its coords, its dimension coords, its ``coordinates``."""
+    da = ds[variable]
+    names = set(map(str, da.coords)) | {str(d) for d in da.dims if d in ds.variables}
+    names |= {n for n in _attr(da, "coordinates").split() if n in ds.variables}
+    return {n: ds[n] for n in names}
+
+
+def _read_bounds(ds: xr.Dataset, coord: xr.DataArray) -> np.ndarray | None:
+    name = coord.attrs.get("bounds")
+    if name and name in ds.variables:
+        return np.asarray(ds[name].values, dtype=np.float64)
+    return None
+
+
+def _check_degrees(ds: xr.Dataset, coord: xr.DataArray, name: str, variable: str) -> None:
+    units = _attr(coord, "units")
+    if units and not units.startswith("degree"):
+        raise GridError(
+            f"{describe_origin(ds, variable)}: coordinate {name!r} has units {units!r}; "
+            "latitude/longitude must be in degrees (degrees_north / degrees_east)"
+        )
+
+
+def read_source_grid(ds: xr.Dataset, variable: str) -> SourceGrid:
+    """Work out the horizontal grid of ``ds[variable]``.
+
+    Parameters
+    ----------
+    ds
+        CF dataset (as opened by :func:`xarray.open_dataset`, with ``decode_coords`` either
+        way).
+    variable
+        Name of the data variable whose last two dimensions are (y, x).
+
+    Returns
+    -------
+    SourceGrid
+
+    Raises
+    ------
+    GridError
+        Naming the file and variable and what is missing (coordinates, bounds or
+        grid_mapping) when the grid cannot be interpreted.
+    """
+    if variable not in ds.data_vars:
+        raise GridError(f"{describe_origin(ds)}: no data variable {variable!r}; "
+                        f"available: {sorted(map(str, ds.data_vars))}")
+    da = ds[variable]
+    if da.ndim < 2:
+        raise GridError(f"{describe_origin(ds, variable)}: needs at least 2 (y, x) dimensions, "
+                        f"has {da.dims}")
+    ydim, xdim = (str(d) for d in da.dims[-2:])
+    coords = _candidate_coords(ds, variable)
+
+    lat1 = [n for n, c in coords.items() if c.dims == (ydim,) and _is_lat(n, c)]
+    lon1 = [n for n, c in coords.items() if c.dims == (xdim,) and _is_lon(n, c)]
+    if lat1 and lon1:
+        return _latlon_grid(ds, variable, (ydim, xdim), coords[lat1[0]], coords[lon1[0]])
+
+    gm_name = _attr(da, "grid_mapping").split(":")[0].strip()
+    ycoord = ds[ydim] if ydim in ds.variables else None
+    xcoord = ds[xdim] if xdim in ds.variables else None
+    if gm_name and ycoord is not None and xcoord is not None and ycoord.ndim == 1:
+        if gm_name not in ds.variables:
+            raise GridError(f"{describe_origin(ds, variable)}: grid_mapping {gm_name!r} is named "
+                            "but the variable is missing from the file")
+        return _projected_grid(ds, variable, (ydim, xdim), ycoord, xcoord, ds[gm_name])
+
+    lat2 = [n for n, c in coords.items() if set(c.dims) == {ydim, xdim} and _is_lat(n, c)]
+    lon2 = [n for n, c in coords.items() if set(c.dims) == {ydim, xdim} and _is_lon(n, c)]
+    if lat2 and lon2:
+        return _curvilinear_grid(ds, variable, (ydim, xdim), coords[lat2[0]], coords[lon2[0]])
+
+    raise GridError(
+        f"{describe_origin(ds, variable)}: cannot interpret the horizontal grid of dims "
+        f"({ydim!r}, {xdim!r}). Missing: 1-D latitude/longitude coordinates (standard_name "
+        "latitude/longitude or units degrees_north/degrees_east), or 1-D x/y coordinates with "
+        "a 'grid_mapping' attribute, or 2-D latitude/longitude coordinates listed in the "
+        "variable's 'coordinates' attribute. Add the missing coordinates or grid_mapping."
+    )
+
+
+def _latlon_grid(ds: xr.Dataset, variable: str, dims: tuple[str, str],
+                 lat: xr.DataArray, lon: xr.DataArray) -> SourceGrid:
+    _check_degrees(ds, lat, str(lat.name), variable)
+    _check_degrees(ds, lon, str(lon.name), variable)
+    latv = np.asarray(lat.values, dtype=np.float64)
+    lonv = np.asarray(lon.values, dtype=np.float64)
+    if latv.size > 1 and not (np.all(np.diff(latv) > 0) or np.all(np.diff(latv) < 0)):
+        raise GridError(f"{describe_origin(ds, variable)}: latitude {lat.name!r} is not monotonic")
+    if lonv.size > 1 and not (np.all(np.diff(lonv) > 0) or np.all(np.diff(lonv) < 0)):
+        raise GridError(f"{describe_origin(ds, variable)}: longitude {lon.name!r} is not "
+                        "monotonic (roll it so it increases, e.g. ds.roll / sortby)")
+    if np.any(np.abs(latv) > 90.0 + 1e-9):
+        raise GridError(f"{describe_origin(ds, variable)}: latitude {lat.name!r} outside [-90, 90]")
+    lat_b = _read_bounds(ds, lat)
+    lon_b = _read_bounds(ds, lon)
+    derived = lat_b is None or lon_b is None
+    if lat_b is None:
+        lat_b = derive_bounds(latv, clip=(-90.0, 90.0))
+    if lon_b is None:
+        lon_b = derive_bounds(lonv)
+    return SourceGrid("latlon", dims, latv, lonv, lat_b, lon_b, bounds_derived=derived)
+
+
+def _corners_from_1d(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Corner coordinates (ny, nx, 4) in CF order (counter-clockwise from lower-left)."""
+    xb = derive_bounds(x)
+    yb = derive_bounds(y)
+    xe = np.concatenate([xb[:, 0], xb[-1:, 1]])
+    ye = np.concatenate([yb[:, 0], yb[-1:, 1]])
+    xx, yy = np.meshgrid(xe, ye)
+    cx = np.stack([xx[:-1, :-1], xx[:-1, 1:], xx[1:, 1:], xx[1:, :-1]], axis=-1)
+    cy = np.stack([yy[:-1, :-1], yy[:-1, 1:], yy[1:, 1:], yy[1:, :-1]], axis=-1)
+    return cx, cy
+
+
+def geographic_transformer(crs: Any, *, inverse: bool = False) -> Any:
+    """Transformer from ``crs`` to geographic lon/lat on its own datum (or the inverse)."""
+    import pyproj
+
+    if crs.is_derived and crs.is_geographic:
+        base = pyproj.CRS(crs.to_json_dict()["base_crs"])
+    else:
+        base = crs.geodetic_crs
+    if inverse:
+        return pyproj.Transformer.from_crs(base, crs, always_xy=True)
+    return pyproj.Transformer.from_crs(crs, base, always_xy=True)
+
+
+def _projected_grid(ds: xr.Dataset, variable: str, dims: tuple[str, str], ycoord: xr.DataArray,
+                    xcoord: xr.DataArray, gm: xr.DataArray) -> SourceGrid:
+    import pyproj
+
+    try:
+        crs = pyproj.CRS.from_cf(dict(gm.attrs))
+    except Exception as exc:  # pyproj raises several types for bad CF attributes
+        raise GridError(f"{describe_origin(ds, variable)}: grid_mapping {gm.name!r} cannot be "
+                        f"turned into a CRS ({exc}); check its grid_mapping_name and parameters"
+                        ) from exc
+    x = np.asarray(xcoord.values, dtype=np.float64)
+    y = np.asarray(ycoord.values, dtype=np.float64)
+    if crs.is_projected:
+        # Projection coordinates may be in km; pyproj works in the CRS's unit (metres).
+        factor = {"km": 1000.0, "kilometre": 1000.0, "kilometer": 1000.0}.get(
+            _attr(xcoord, "units"), 1.0)
+        x, y = x * factor, y * factor
+    to_geo = geographic_transformer(crs)
+    xx, yy = np.meshgrid(x, y)
+    lon, lat = to_geo.transform(xx, yy)
+    cx, cy = _corners_from_1d(x, y)
+    lonc, latc = to_geo.transform(cx, cy)
+    lat = np.asarray(lat)
+    if not np.all(np.isfinite(lat)):
+        raise GridError(f"{describe_origin(ds, variable)}: some grid points of {gm.name!r} do "
+                        "not map to a longitude/latitude; check the grid_mapping parameters")
+    return SourceGrid("projected", dims, lat, np.asarray(lon), np.asarray(latc), np.asarray(lonc),
+                      x=x, y=y, crs=crs, bounds_derived=True)
+
+
+def _curvilinear_grid(ds: xr.Dataset, variable: str, dims: tuple[str, str],
+                      lat: xr.DataArray, lon: xr.DataArray) -> SourceGrid:
+    _check_degrees(ds, lat, str(lat.name), variable)
+    _check_degrees(ds, lon, str(lon.name), variable)
+    latv = np.asarray(lat.transpose(*dims).values, dtype=np.float64)
+    lonv = np.asarray(lon.transpose(*dims).values, dtype=np.float64)
+    if not (np.all(np.isfinite(latv)) and np.all(np.isfinite(lonv))):
+        raise GridError(f"{describe_origin(ds, variable)}: 2-D coordinates {lat.name!r}/"
+                        f"{lon.name!r} contain missing values")
+    lat_b = _read_bounds(ds, lat)
+    lon_b = _read_bounds(ds, lon)
+    if lat_b is None or lon_b is None or lat_b.shape != latv.shape + (4,):
+        lat_b = lon_b = None
+    return SourceGrid("curvilinear", dims, latv, lonv, lat_b, lon_b,
+                      bounds_derived=lat_b is None)
