@@ -1,0 +1,292 @@
+"""HTTP transport against a real loopback server with injected faults.
+
+Every test also checks the invariant that matters most: a file under its final name is
+always complete and correct (or absent).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from pathlib import Path
+
+import pytest
+
+from hpc_workflows.fetch import FetchError, FetchSettings, Source, fetch
+from tests.fetch.fault_server import Fault, FaultServer, sha256_hex
+
+SIZE = 1_000_000
+
+
+@pytest.fixture
+def payload() -> bytes:
+    return os.urandom(SIZE)
+
+
+def _source(server: FaultServer, payload: bytes, name: str = "20200214.tar", checksum: bool = True) -> Source:
+    url = server.add(f"/radar/{name}", payload)
+    return Source(key="20200214", url=url, checksum=f"sha256:{sha256_hex(payload)}" if checksum else None)
+
+
+def _final_ok_or_absent(path: Path, payload: bytes) -> None:
+    assert not path.exists() or path.read_bytes() == payload, f"{path} exists but is corrupt"
+
+
+def test_download_is_verified_and_rerun_fetches_nothing(server, payload, tmp_path, fast_settings):
+    src = _source(server, payload)
+    first = fetch(src, tmp_path, fast_settings)
+    assert first.path == tmp_path / "20200214.tar"
+    assert first.path.read_bytes() == payload
+    assert (first.bytes, first.attempts, first.skipped) == (SIZE, 1, False)
+    assert first.sha256 == sha256_hex(payload)
+    assert not (tmp_path / "20200214.tar.part").exists()
+
+    second = fetch(src, tmp_path, fast_settings)
+    assert second.skipped and second.attempts == 0
+    assert second.sha256 == first.sha256
+    assert len(server.requests()) == 1, "a re-run of a complete fetch must not contact the server"
+    meta = second.as_metadata()
+    assert meta["skipped"] is True and meta["sha256"] == first.sha256 and meta["key"] == "20200214"
+
+
+def test_rerun_without_checksum_also_skips(server, payload, tmp_path, fast_settings):
+    src = _source(server, payload, checksum=False)
+    fetch(src, tmp_path, fast_settings)
+    assert fetch(src, tmp_path, fast_settings).skipped
+    assert len(server.requests()) == 1
+
+
+def test_truncated_body_resumes_with_range_for_the_remainder_only(server, payload, tmp_path, fast_settings):
+    src = _source(server, payload)
+    server.inject("/radar/20200214.tar", Fault("truncate", at=300_000))
+    result = fetch(src, tmp_path, fast_settings)
+    assert result.path.read_bytes() == payload
+    log = server.requests("/radar/20200214.tar")
+    assert [(r.range, r.status) for r in log] == [(None, 200), ("bytes=300000-", 206)]
+    assert log[0].sent == 300_000 and log[1].sent == SIZE - 300_000
+    assert log[1].if_range is not None, "a resume must carry If-Range so two versions are never spliced"
+    assert (result.attempts, result.resumed_from) == (2, 300_000)
+
+
+def test_connection_dropped_mid_body_resumes(server, payload, tmp_path, fast_settings):
+    src = _source(server, payload)
+    server.inject("/radar/20200214.tar", Fault("drop", at=400_000))
+    result = fetch(src, tmp_path, fast_settings)
+    assert result.path.read_bytes() == payload
+    log = server.requests("/radar/20200214.tar")
+    assert len(log) == 2 and log[1].status == 206
+    # A reset may discard bytes still in flight, so the client resumes at what it really has.
+    start = int(log[1].range.removeprefix("bytes=").rstrip("-"))
+    assert 0 < start <= 400_000
+    assert log[1].sent == SIZE - start
+    assert result.resumed_from == start
+
+
+def test_partial_from_an_earlier_run_is_resumed(server, payload, tmp_path, fast_settings):
+    src = _source(server, payload)
+    (tmp_path / "20200214.tar.part").write_bytes(payload[:123_456])
+    result = fetch(src, tmp_path, fast_settings)
+    assert result.path.read_bytes() == payload
+    assert [r.range for r in server.requests()] == ["bytes=123456-"]
+    assert server.requests()[0].sent == SIZE - 123_456
+
+
+def test_complete_part_left_before_rename_is_finished_without_download(server, payload, tmp_path, fast_settings):
+    src = _source(server, payload)
+    (tmp_path / "20200214.tar.part").write_bytes(payload)
+    result = fetch(src, tmp_path, fast_settings)
+    assert result.path.read_bytes() == payload
+    assert [(r.range, r.status, r.sent) for r in server.requests()] == [(f"bytes={SIZE}-", 416, 0)]
+
+
+def test_stale_part_with_wrong_bytes_is_discarded_after_checksum_failure(server, payload, tmp_path, fast_settings):
+    src = _source(server, payload)
+    (tmp_path / "20200214.tar.part").write_bytes(b"\0" * 1000)  # not a prefix of the file
+    result = fetch(src, tmp_path, fast_settings)
+    assert result.path.read_bytes() == payload
+    assert [r.range for r in server.requests()] == ["bytes=1000-", None]
+
+
+def test_server_ignoring_range_restarts_cleanly(server, payload, tmp_path, fast_settings):
+    src = _source(server, payload)
+    server.inject("/radar/20200214.tar", Fault("truncate", at=500_000), Fault("ignore_range"))
+    result = fetch(src, tmp_path, fast_settings)
+    assert result.path.read_bytes() == payload
+    assert [r.status for r in server.requests()] == [200, 200]
+
+
+def test_500_then_success(server, payload, tmp_path, fast_settings):
+    src = _source(server, payload)
+    server.inject("/radar/20200214.tar", Fault("status", status=500))
+    result = fetch(src, tmp_path, fast_settings)
+    assert result.path.read_bytes() == payload
+    assert [r.status for r in server.requests()] == [500, 200]
+    assert result.attempts == 2 and "HTTP 500" in result.as_metadata()["retried_errors"]
+
+
+@pytest.mark.parametrize("status", [503, 429])
+def test_retry_after_is_honoured(server, payload, tmp_path, fast_settings, status):
+    src = _source(server, payload)
+    server.inject("/radar/20200214.tar", Fault("status", status=status, retry_after="1"))
+    result = fetch(src, tmp_path, fast_settings)
+    assert result.path.read_bytes() == payload
+    first, second = server.requests()
+    assert (first.status, second.status) == (status, 200)
+    # Our own backoff would wait ~0.01 s: the gap shows the server's 1 s was respected.
+    assert second.t - first.t >= 0.95
+
+
+def test_retry_after_is_capped_by_settings(server, payload, tmp_path, fast_settings):
+    src = _source(server, payload)
+    server.inject("/radar/20200214.tar", Fault("status", status=503, retry_after="3600"))
+    fast_settings.retry_after_max = 0.1
+    result = fetch(src, tmp_path, fast_settings)
+    assert result.path.read_bytes() == payload
+    first, second = server.requests()
+    assert second.t - first.t < 5
+
+
+def test_persistent_500_fails_after_retries_with_clear_error(server, payload, tmp_path, fast_settings):
+    src = _source(server, payload)
+    server.inject("/radar/20200214.tar", *[Fault("status", status=500)] * 10)
+    with pytest.raises(FetchError) as info:
+        fetch(src, tmp_path, fast_settings)
+    assert len(server.requests()) == fast_settings.retries + 1
+    msg = str(info.value)
+    assert "20200214" in msg and "HTTP 500" in msg and "4 attempt(s)" in msg
+    assert not (tmp_path / "20200214.tar").exists()
+
+
+def test_404_fails_fast_without_retry_storm(server, tmp_path, fast_settings):
+    src = Source(key="20200214", url=server.url("/radar/missing.tar"))
+    with pytest.raises(FetchError) as info:
+        fetch(src, tmp_path, fast_settings)
+    assert len(server.requests()) == 1
+    err = info.value
+    assert err.field == "url" and err.attempts == 1 and err.source == src
+    assert "HTTP 404" in str(err) and "missing.tar" in str(err) and "check the url" in str(err)
+    assert not (tmp_path / "missing.tar").exists() and not (tmp_path / "missing.tar.part").exists()
+
+
+def test_wrong_bytes_once_are_refetched(server, payload, tmp_path, fast_settings):
+    src = _source(server, payload)
+    server.inject("/radar/20200214.tar", Fault("corrupt"))
+    result = fetch(src, tmp_path, fast_settings)
+    assert result.path.read_bytes() == payload and result.attempts == 2
+    # The corrupt copy must not be resumed from: the retry downloads everything.
+    assert [r.range for r in server.requests()] == [None, None]
+
+
+def test_wrong_checksum_never_produces_a_final_file(server, payload, tmp_path, fast_settings):
+    url = server.add("/radar/20200214.tar", payload)
+    src = Source(key="20200214", url=url, checksum="sha256:" + "0" * 64)
+    with pytest.raises(FetchError) as info:
+        fetch(src, tmp_path, fast_settings)
+    assert info.value.field == "checksum"
+    assert "checksum mismatch" in str(info.value) and sha256_hex(payload) in str(info.value)
+    assert not (tmp_path / "20200214.tar").exists()
+    assert not (tmp_path / "20200214.tar.part").exists()
+
+
+def test_md5_checksum_is_verified(server, payload, tmp_path, fast_settings):
+    import hashlib
+
+    url = server.add("/radar/20200214.tar", payload)
+    src = Source(key="20200214", url=url, checksum="md5:" + hashlib.md5(payload).hexdigest())
+    assert fetch(src, tmp_path, fast_settings).verified == src.checksum
+
+
+def test_stalled_response_times_out_and_resumes(server, payload, tmp_path, fast_settings):
+    src = _source(server, payload)
+    server.inject("/radar/20200214.tar", Fault("stall", at=100_000))
+    result = fetch(src, tmp_path, fast_settings)
+    assert result.path.read_bytes() == payload
+    log = server.requests()
+    assert [r.range for r in log] == [None, "bytes=100000-"]
+    assert "stalled" in result.as_metadata()["retried_errors"]
+
+
+def test_stall_on_every_attempt_gives_clear_error(server, payload, tmp_path, fast_settings):
+    src = _source(server, payload)
+    fast_settings.retries = 1
+    server.inject("/radar/20200214.tar", Fault("stall", at=10), Fault("stall", at=10))
+    with pytest.raises(FetchError, match="read_timeout"):
+        fetch(src, tmp_path, fast_settings)
+    _final_ok_or_absent(tmp_path / "20200214.tar", payload)
+    assert not (tmp_path / "20200214.tar").exists()
+
+
+def test_sha256_sidecar(server, payload, tmp_path, fast_settings):
+    url = server.add("/radar/20200214.tar", payload)
+    server.add("/radar/20200214.tar.sha256", f"{sha256_hex(payload)}  20200214.tar\n".encode())
+    fast_settings.checksum_sidecar = "sha256"
+    result = fetch(Source(key="20200214", url=url), tmp_path, fast_settings)
+    assert result.verified == f"sha256:{sha256_hex(payload)}"
+
+
+def test_wrong_sidecar_fails_and_missing_sidecar_names_the_field(server, payload, tmp_path, fast_settings):
+    url = server.add("/radar/20200214.tar", payload)
+    server.add("/radar/20200214.tar.sha256", ("f" * 64 + "\n").encode())
+    fast_settings.checksum_sidecar = "sha256"
+    with pytest.raises(FetchError, match="checksum mismatch"):
+        fetch(Source(key="20200214", url=url), tmp_path, fast_settings)
+    assert not (tmp_path / "20200214.tar").exists()
+    other = server.add("/radar/20200215.tar", payload)
+    with pytest.raises(FetchError) as info:
+        fetch(Source(key="20200215", url=other), tmp_path, fast_settings)
+    assert info.value.field == "checksum_sidecar" and "404" in str(info.value)
+
+
+def test_existing_corrupt_final_file_is_replaced(server, payload, tmp_path, fast_settings):
+    src = _source(server, payload)
+    (tmp_path / "20200214.tar").write_bytes(b"garbage")
+    result = fetch(src, tmp_path, fast_settings)
+    assert not result.skipped and result.path.read_bytes() == payload
+
+
+def test_unreachable_host_gives_clear_error(tmp_path, fast_settings):
+    with socket.socket() as sock:  # a port that is certainly closed: bound, then released
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    src = Source(key="20200214", url=f"http://127.0.0.1:{port}/radar/20200214.tar")
+    fast_settings.retries = 1
+    with pytest.raises(FetchError) as info:
+        fetch(src, tmp_path, fast_settings)
+    assert info.value.field == "url" and info.value.attempts == 2
+    assert "cannot connect" in str(info.value) and str(port) in str(info.value)
+
+
+def test_credentials_in_url_are_not_in_errors(server, tmp_path, fast_settings):
+    url = f"http://user:s3cret@127.0.0.1:{server.port}/radar/missing.tar"
+    with pytest.raises(FetchError) as info:
+        fetch(Source(key="k", url=url), tmp_path, fast_settings)
+    assert "s3cret" not in str(info.value)
+
+
+@pytest.mark.parametrize("cap", [2, 6])
+def test_per_host_connection_cap_holds_across_threads(server, tmp_path, fast_settings, cap):
+    server.hold = 0.3  # each request takes a while, so uncapped requests would overlap
+    data = {f"/f{i}.bin": os.urandom(1000) for i in range(6)}
+    sources = [Source(key=f"k{i}", url=server.add(path, body)) for i, (path, body) in enumerate(data.items())]
+    fast_settings.max_connections_per_host = cap
+    fast_settings.read_timeout = 5.0
+    errors: list[BaseException] = []
+
+    def run(src: Source) -> None:
+        try:
+            fetch(src, tmp_path, fast_settings)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(s,)) for s in sources]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert not errors
+    assert len(server.requests()) == 6
+    if cap == 2:
+        assert server.max_active == 2
+    else:
+        assert server.max_active > 2  # the same load without a tight cap does overlap
