@@ -182,13 +182,14 @@ def regrid(
         if not np.any(index >= 0):
             raise RegridError(f"{describe_origin(ds, names[0])}: the target grid "
                               f"({tgt.spec}) does not overlap the source grid")
-        key = index_key = "aggregate"
+        from hpc_workflows.regrid.weights import weights_key
+
+        key = weights_key(grid.grid_hash(), tgt.grid_hash(), "aggregate")
         new_vars: dict[str, xr.DataArray] = {}
         for name in names:
             new_vars.update(aggregate_dataarray(
                 ds[name], index, grid.dims, tgt.shape, statistics=statistics or ["mean"],
                 bands=bands, min_valid_fraction=min_valid_fraction))
-        del index_key
     else:
         w = build_weights(grid, tgt, method, weights_dir)
         if not np.any(w.coverage() > 0):
