@@ -89,7 +89,9 @@ def apply_weights_numpy(x: np.ndarray, w: Weights, min_valid_fraction: float = 0
         den = op(valid.astype(np.float64))
     threshold = max(float(min_valid_fraction), _TINY)
     with np.errstate(invalid="ignore", divide="ignore"):
-        out = np.where(den >= threshold - 1e-12, num / np.where(den > 0, den, 1.0), np.nan)
+        # den > 0 keeps "no valid source at all" missing even when min_valid_fraction is 0.
+        ok = (den > _TINY) & (den >= threshold * (1.0 - 1e-12))
+        out = np.where(ok, num / np.where(ok, den, 1.0), np.nan)
     return out.astype(out_dtype, copy=False).reshape(lead + w.target_shape)
 
 

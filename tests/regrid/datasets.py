@@ -32,3 +32,25 @@ def centres(start: float, stop: float, step: float) -> np.ndarray:
     return start + step * (np.arange(n) + 0.5)
 
 
+
+
+def with_bounds(ds: xr.Dataset) -> xr.Dataset:
+    """Add explicit lat_bnds/lon_bnds (midpoint rule) so CDO and we use identical cells."""
+    from hpc_workflows.regrid.grids import derive_bounds
+
+    ds = ds.copy()
+    ds["lat"].attrs["bounds"] = "lat_bnds"
+    ds["lon"].attrs["bounds"] = "lon_bnds"
+    ds["lat_bnds"] = (("lat", "nv"), derive_bounds(ds.lat.values, clip=(-90.0, 90.0)))
+    ds["lon_bnds"] = (("lon", "nv"), derive_bounds(ds.lon.values))
+    return ds
+
+
+def smooth_field(lat: np.ndarray, lon: np.ndarray, ntime: int = 2, seed: int = 0,
+                 noise: float = 1.0) -> np.ndarray:
+    """Temperature-like field (ntime, nlat, nlon): large-scale waves plus white noise."""
+    rng = np.random.default_rng(seed)
+    la = np.radians(lat)[:, None]
+    lo = np.radians(lon)[None, :]
+    base = 280 + 20 * np.cos(la) * np.cos(2 * lo) + 5 * np.sin(3 * la)
+    return np.stack([base + noise * rng.normal(size=base.shape) for _ in range(ntime)])
