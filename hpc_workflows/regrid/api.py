@@ -227,7 +227,9 @@ def _assemble(ds: xr.Dataset, names: list[str], grid: SourceGrid, tgt: TargetGri
                                                                           "lat_bnds", "lon_bnds")}
     out_vars = {}
     for name, da in new_vars.items():
-        da = da.drop_vars([c for c in da.coords if c not in coords], errors="ignore")
+        stale = [c for c in da.coords if c in ("lat", "lon", "lat_bnds", "lon_bnds")
+                 or spatial & set(map(str, da.coords[c].dims))]
+        da = da.drop_vars(stale, errors="ignore")
         attrs = dict(da.attrs)
         attrs.pop("grid_mapping", None)
         attrs.pop("coordinates", None)

@@ -1,0 +1,150 @@
+"""Bilinear and nearest from lat/lon, rotated-pole, stereographic and curvilinear sources."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyproj
+import pytest
+import xarray as xr
+
+from hpc_workflows.regrid import parse_target_grid, read_source_grid, regrid
+
+from .datasets import centres, latlon_dataset
+
+
+def _target_points(spec):
+    t = parse_target_grid(spec)
+    lon2, lat2 = np.meshgrid(t.lon, t.lat)
+    return t, lat2, lon2
+
+
+def test_bilinear_reproduces_linear_field_on_latlon() -> None:
+    lat, lon = centres(-60, 60, 3.0), centres(100, 200, 2.5)
+    lat2 = np.broadcast_to(lat[:, None], (lat.size, lon.size))
+    lon2 = np.broadcast_to(lon[None, :], (lat.size, lon.size))
+    ds = latlon_dataset(lat, lon, data=(2.0 * lat2 - 0.7 * lon2 + 11.0)[None])
+    # Non-nested target points strictly inside the source centres.
+    spec = {"kind": "explicit", "lat": list(np.arange(-56.0, 56.0, 1.7)),
+            "lon": list(np.arange(102.0, 197.0, 1.3))}
+    t, tlat, tlon = _target_points(spec)
+    out = regrid(ds, spec, "bilinear").tas.values[0]
+    np.testing.assert_allclose(out, 2.0 * tlat - 0.7 * tlon + 11.0, rtol=0, atol=1e-10)
+
+
+def test_bilinear_periodic_longitude_and_outside_is_missing() -> None:
+    lat, lon = centres(-90, 90, 10.0), centres(0, 360, 10.0)
+    data = np.broadcast_to(np.cos(np.radians(lon))[None, None, :], (1, lat.size, lon.size))
+    ds = latlon_dataset(lat, lon, data=np.array(data))
+    out = regrid(ds, {"kind": "explicit", "lat": [-85.0, 0.0, 89.0], "lon": [0.0, 180.0]},
+                 "bilinear").tas.values[0]
+    # lon 0 lies between the centres 355 and 5: the periodic wrap averages them.
+    assert abs(out[1, 0] - np.cos(np.radians(5.0))) < 1e-12
+    # 89N is poleward of the last source centre (85N): no extrapolation -> missing.
+    assert np.isnan(out[2]).all() and np.isfinite(out[:2]).all()
+
+
+def test_bilinear_mask_renormalises_without_spreading() -> None:
+    lat, lon = centres(0, 10, 1.0), centres(0, 10, 1.0)
+    data = np.full((1, 10, 10), 3.0)
+    data[0, 4, 4] = np.nan
+    ds = latlon_dataset(lat, lon, data=data)
+    spec = {"kind": "explicit", "lat": [3.75, 4.25, 4.5, 7.0], "lon": [3.75, 4.25, 4.5, 7.0]}
+    out = regrid(ds, spec, "bilinear", min_valid_fraction=0.5).tas.values[0]
+    # (3.75, 3.75): the NaN point (4.5, 4.5) has weight 0.25**2; renormalised value = 3.
+    assert out[0, 0] == pytest.approx(3.0)
+    # (4.25, 4.25): the NaN point has weight 0.75**2 > 0.5, so valid weight 0.4375 < 0.5.
+    assert np.isnan(out[1, 1])
+    # (4.5, 4.5) sits on the NaN point (weight 1): missing, never 0 and never 3.
+    assert np.isnan(out[2, 2])
+    # (4.25, 4.5) and (4.5, 4.25) also have NaN weight 0.75: 4 missing in all.
+    assert np.isnan(out).sum() == 4 and np.all(out[np.isfinite(out)] == pytest.approx(3.0))
+    lenient = regrid(ds, spec, "bilinear", min_valid_fraction=0.4).tas.values[0]
+    assert lenient[1, 1] == pytest.approx(3.0) and np.isnan(lenient[2, 2])
+
+
+def test_rotated_pole_bilinear_is_linear_in_native_coordinates(sample_data) -> None:
+    ds = xr.open_dataset(sample_data / "rotated_pole.nc")
+    grid = read_source_grid(ds, "air_pressure_at_sea_level")
+    assert grid.kind == "projected"
+    x2, y2 = np.meshgrid(ds.grid_longitude.values.astype(float), ds.grid_latitude.values)
+    ds["air_pressure_at_sea_level"] = (ds.air_pressure_at_sea_level.dims,
+                                       3.0 * x2 - 2.0 * y2 + 1000.0,
+                                       ds.air_pressure_at_sea_level.attrs)
+    spec = {"kind": "regional", "lat": [40, 60], "lon": [-15, 15], "resolution": 1.0}
+    out = regrid(ds, spec, "bilinear").air_pressure_at_sea_level.values
+    # Independent reference: transform target points into the rotated frame with pyproj.
+    crs = pyproj.CRS.from_cf(dict(ds.rotated_latitude_longitude.attrs))
+    to_rot = pyproj.Transformer.from_crs(pyproj.CRS.from_proj4("+proj=longlat +R=6371229"),
+                                         crs, always_xy=True)
+    _, tlat, tlon = _target_points(spec)
+    rx, ry = to_rot.transform(tlon, tlat)
+    rx = np.where(rx < 300, rx + 360, rx)  # the file's grid_longitude runs 313..390
+    ok = np.isfinite(out)
+    assert ok.mean() > 0.9
+    np.testing.assert_allclose(out[ok], (3.0 * rx - 2.0 * ry + 1000.0)[ok], rtol=0, atol=1e-6)
+
+
+def _brute_nearest(src_lat, src_lon, tlat, tlon):
+    """Index of the great-circle-nearest source point for each target (haversine, O(n*m))."""
+    sl, so = np.radians(src_lat.ravel()), np.radians(src_lon.ravel())
+    out = []
+    for la, lo in zip(np.radians(tlat.ravel()), np.radians(tlon.ravel())):
+        h = np.sin((sl - la) / 2) ** 2 + np.cos(la) * np.cos(sl) * np.sin((so - lo) / 2) ** 2
+        out.append(int(np.argmin(h)))
+    return np.array(out)
+
+
+@pytest.mark.parametrize("fname,var,spec", [
+    ("orca2_votemper.nc", "votemper",
+     {"kind": "regional", "lat": [-40, 40], "lon": [-60, 20], "resolution": 4.0}),
+    ("toa_brightness_stereographic.nc", "data",
+     {"kind": "regional", "lat": [30, 70], "lon": [-60, 20], "resolution": 4.0}),
+    ("rotated_pole.nc", "air_pressure_at_sea_level",
+     {"kind": "regional", "lat": [40, 60], "lon": [-10, 20], "resolution": 2.0}),
+])
+def test_nearest_matches_brute_force_great_circle(sample_data, fname, var, spec) -> None:
+    ds = xr.open_dataset(sample_data / fname)
+    grid = read_source_grid(ds, var)
+    slat, slon = grid.centres_2d()
+    _, tlat, tlon = _target_points(spec)
+    ref = ds[var].values.reshape(-1)[_brute_nearest(slat, slon, tlat, tlon)]
+    out = regrid(ds, spec, "nearest")[var].values.ravel()
+    ok = np.isfinite(out)
+    assert ok.mean() > 0.5
+    np.testing.assert_array_equal(out[ok], ref[ok])
+
+
+@pytest.mark.parametrize("fname,var", [("orca2_votemper.nc", "votemper"),
+                                       ("toa_brightness_stereographic.nc", "data")])
+def test_curvilinear_and_stereographic_bilinear_smooth_field(sample_data, fname, var) -> None:
+    ds = xr.open_dataset(sample_data / fname)
+    grid = read_source_grid(ds, var)
+    assert grid.kind == ("curvilinear" if fname.startswith("orca") else "projected")
+    slat, slon = grid.centres_2d()
+
+    def field(lat, lon):
+        return 10.0 + np.cos(np.radians(lat)) * np.sin(np.radians(lon)) + 0.5 * np.sin(
+            np.radians(lat))
+
+    ds[var] = (ds[var].dims, field(slat, slon))
+    spec = {"kind": "regional", "lat": [30, 60], "lon": [-50, 10], "resolution": 2.0}
+    out = regrid(ds, spec, "bilinear")[var].values
+    _, tlat, tlon = _target_points(spec)
+    ok = np.isfinite(out)
+    assert ok.mean() > 0.8
+    # Second-order accurate: error ~ spacing^2 * curvature, far below the field's range.
+    assert np.max(np.abs(out[ok] - field(tlat, tlon)[ok])) < 2e-3
+    # A constant stays exactly constant.
+    ds[var] = (ds[var].dims, np.full(slat.shape, 4.5))
+    const = regrid(ds, spec, "bilinear")[var].values
+    np.testing.assert_allclose(const[np.isfinite(const)], 4.5, rtol=1e-12)
+
+
+def test_orca_land_mask_stays_missing(sample_data) -> None:
+    ds = xr.open_dataset(sample_data / "orca2_votemper.nc")
+    out = regrid(ds, "global_2deg", "bilinear", min_valid_fraction=1.0).votemper
+    # Europe/Asia interior (land) is missing, the open Pacific is not; no zeros appear
+    # where the source has no zeros.
+    assert np.isnan(float(out.sel(lat=51, lon=89, method="nearest")))
+    assert np.isfinite(float(out.sel(lat=1, lon=181, method="nearest")))
+    assert (out.values == 0).sum() <= (ds.votemper.values == 0).sum()
