@@ -1,0 +1,132 @@
+"""dask-jobqueue job classes that remember what they submitted and why a submission failed.
+
+dask-jobqueue only logs a failed ``sbatch``/``qsub`` (a rejected queue leaves the cluster waiting
+forever) and forgets job ids once a worker is gone. The executor needs both: to fail a run with
+the batch system's own message, and to cancel every job it submitted whatever happens.
+"""
+
+from __future__ import annotations
+
+import importlib
+import shlex
+import shutil
+import signal
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+
+
+def import_jobqueue() -> ModuleType:
+    """Import dask_jobqueue without letting it take over Ctrl-C.
+
+    dask_jobqueue.runner installs ``SIGINT -> sys.exit()`` at import time, which would replace
+    Dagster's interrupt handling (and fails outright when imported outside the main thread,
+    as on a Dask worker). Imported lazily, only where a batch cluster is built, with the
+    previous handler put back.
+    """
+    if "dask_jobqueue" in sys.modules:
+        return sys.modules["dask_jobqueue"]
+    if threading.current_thread() is not threading.main_thread():
+        raise RuntimeError("build batch clusters from the main thread (dask_jobqueue sets signals)")
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        return importlib.import_module("dask_jobqueue")
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@dataclass
+class SubmissionLedger:
+    """Job ids submitted by one cluster and the errors of failed submissions."""
+
+    job_ids: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add_job(self, job_id: str) -> None:
+        with self._lock:
+            self.job_ids.append(job_id)
+
+    def add_error(self, message: str) -> None:
+        with self._lock:
+            self.errors.append(message)
+
+
+class _LedgerMixin:
+    """Records job ids and submission errors in the class's ``ledger``."""
+
+    ledger: SubmissionLedger
+
+    def _job_id_from_submit_output(self, out: str) -> str:
+        job_id = super()._job_id_from_submit_output(out)  # type: ignore[misc]
+        self.ledger.add_job(job_id)
+        return job_id
+
+    async def start(self) -> None:
+        try:
+            await super().start()  # type: ignore[misc]
+        except Exception as exc:  # noqa: BLE001 - recorded, then re-raised for dask's own handling
+            self.ledger.add_error(str(exc))
+            raise
+
+
+def qsub_is_slurm_wrapper(qsub: str = "qsub") -> bool:
+    """True when ``qsub`` is the Torque-compatible wrapper shipped with SLURM (not real PBS).
+
+    The wrapper needs an output *file* pattern (``%j`` expanded by sbatch), real PBS Pro takes a
+    directory: this decides which one we pass.
+    """
+    path = shutil.which(qsub)
+    if not path:
+        return False
+    try:
+        head = Path(path).read_bytes()[:20000]
+    except OSError:
+        return False
+    return b"sbatch" in head or b"Slurm" in head
+
+
+def tracked_cluster_class(kind: str, ledger: SubmissionLedger) -> type:
+    """A SLURMCluster/PBSCluster subclass whose jobs report to ``ledger``.
+
+    Parameters
+    ----------
+    kind : {"slurm", "pbs"}
+    ledger : SubmissionLedger
+        Shared by every job of the one cluster built from the returned class.
+    """
+    jq = import_jobqueue()
+    PBSJob = jq.PBSCluster.job_cls  # noqa: N806 - a class
+
+    class LoggedPBSJob(PBSJob):
+        """PBSJob whose worker logs land in ``log_directory``.
+
+        ``qsub`` (the Torque wrappers at least) ignores ``#PBS -o/-e`` inside the script and writes
+        logs to the submitter's working directory, so the paths go on the command line instead.
+        """
+
+        def __init__(self, *args, **kwargs):
+            skip = list(kwargs.pop("job_directives_skip", None) or [])
+            if kwargs.get("log_directory"):
+                skip += ["#PBS -e", "#PBS -o"]
+            super().__init__(*args, job_directives_skip=skip, **kwargs)
+
+        async def _submit_job(self, script_filename: str) -> str:
+            cmd = shlex.split(self.submit_command)
+            if self.log_directory:
+                log_dir = Path(self.log_directory)
+                if qsub_is_slurm_wrapper(cmd[0]):
+                    base = str(log_dir / f"{self.job_name or 'dask-worker'}")
+                    cmd += ["-o", base + ".o%j", "-e", base + ".e%j"]
+                else:  # real PBS: a directory gets the default <name>.o<id> file names
+                    cmd += ["-o", f"{log_dir}/", "-e", f"{log_dir}/"]
+            return await self._call(cmd + [script_filename])
+
+    base_cluster, base_job = {
+        "slurm": (jq.SLURMCluster, jq.SLURMCluster.job_cls),
+        "pbs": (jq.PBSCluster, LoggedPBSJob),
+    }[kind]
+    job_cls = type(f"Tracked{base_job.__name__}", (_LedgerMixin, base_job), {"ledger": ledger})
+    return type(f"Tracked{base_cluster.__name__}", (base_cluster,), {"job_cls": job_cls})

@@ -1,0 +1,194 @@
+"""Build, scale and tear down the Dask cluster of one run (local, SLURM, PBS or existing).
+
+Reuses ``distributed.LocalCluster`` and dask-jobqueue's ``SLURMCluster``/``PBSCluster``; what is
+added is what a run needs around them: scaling that is always requested, job submission errors
+surfaced, a worker slot resource so a worker runs one step at a time, walltime-derived worker
+lifetimes, TLS by default on batch systems, and a close that leaves no job behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from distributed import Client, LocalCluster
+from distributed.security import Security
+
+from .batch_jobs import SubmissionLedger, tracked_cluster_class
+from .security import security_from_files, temporary_security
+from .settings import STEP_SLOT, BatchClusterSettings, ExecutorSettings, LocalClusterSettings
+
+log = logging.getLogger(__name__)
+
+_CANCEL = {"slurm": "scancel", "pbs": "qdel"}
+
+
+def _resource_arg(resources: dict[str, float]) -> str:
+    return ",".join(f"{k}={v:g}" for k, v in resources.items())
+
+
+@dataclass
+class RunCluster:
+    """The cluster, client and bookkeeping of one run. Use :func:`open_cluster` to make one."""
+
+    kind: str
+    client: Client
+    cluster: Any | None  # None for an existing scheduler (not ours to scale or close)
+    worker_resources: dict[str, float] | None  # None: unknown (existing cluster)
+    threads_per_worker: int | None
+    ledger: SubmissionLedger = field(default_factory=SubmissionLedger)
+    security: Security | None = None
+
+    @property
+    def step_resources(self) -> dict[str, float]:
+        """Resources every step asks for besides its own (one step per worker process)."""
+        return {} if self.kind == "existing" else {STEP_SLOT: 1}
+
+    def worker_count(self) -> int:
+        """Workers connected to the scheduler now."""
+        return len(self.client.nthreads())
+
+    def submission_errors(self) -> list[str]:
+        """Messages of batch submissions that failed (e.g. queue rejected)."""
+        return list(self.ledger.errors)
+
+    def scale(self, minimum: int, maximum: int) -> None:
+        """Request workers. Batch clusters always run dask's adaptive loop, even for a fixed
+        number, so that a worker job that dies (scancel, node failure, walltime) is replaced."""
+        if self.cluster is None:
+            return
+        if self.kind == "local" and minimum == maximum:
+            self.cluster.scale(minimum)
+        else:
+            self.cluster.adapt(minimum=minimum, maximum=maximum, interval="500ms")
+
+    def close(self) -> None:
+        """Close client and cluster, then cancel any job of ours the batch system still has."""
+        try:
+            self.client.close(timeout=10)
+        except Exception as exc:  # noqa: BLE001 - teardown must go on
+            log.warning("closing the Dask client failed: %s", exc)
+        if self.cluster is not None:
+            try:
+                self.cluster.close(timeout=30)
+            except Exception as exc:  # noqa: BLE001 - e.g. a job whose submission failed
+                log.warning("closing the Dask cluster failed: %s", exc)
+        if self.kind in _CANCEL and self.ledger.job_ids:
+            # dask-jobqueue cancels the jobs it still tracks; this catches the ones it lost track
+            # of. Cancelling a finished job is harmless, its complaint is dropped.
+            subprocess.run(
+                [_CANCEL[self.kind], *self.ledger.job_ids],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                check=False,
+            )
+
+
+def _open_local(s: LocalClusterSettings, name: str) -> RunCluster:
+    security = temporary_security() if s.tls else None
+    resources = {STEP_SLOT: 1, **s.resources}
+    kwargs: dict[str, Any] = dict(
+        name=name,
+        n_workers=0,
+        threads_per_worker=s.threads_per_worker,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=None,
+        resources=resources,
+        silence_logs=logging.ERROR,
+        security=security,
+        protocol="tls://" if security else None,
+    )
+    if s.memory_limit:
+        kwargs["memory_limit"] = s.memory_limit
+    if s.local_directory:
+        kwargs["local_directory"] = s.local_directory
+    cluster = LocalCluster(**kwargs)
+    client = Client(cluster, security=security, set_as_default=False)
+    return RunCluster("local", client, cluster, resources, s.threads_per_worker, security=security)
+
+
+def _open_batch(kind: str, s: BatchClusterSettings, name: str) -> RunCluster:
+    ledger = SubmissionLedger()
+    cluster_cls = tracked_cluster_class(kind, ledger)
+    security = temporary_security() if s.tls else None
+    resources = {STEP_SLOT: 1, **s.resources}
+    if s.log_directory:
+        Path(s.log_directory).mkdir(parents=True, exist_ok=True)
+    kwargs: dict[str, Any] = dict(
+        name=name,
+        job_name=name,
+        cores=s.cores,
+        processes=s.processes,
+        memory=s.memory,
+        walltime=s.walltime,
+        queue=s.queue,
+        account=s.account,
+        interface=s.interface,
+        local_directory=s.local_directory,
+        log_directory=s.log_directory,
+        job_script_prologue=list(s.job_script_prologue),
+        job_extra_directives=list(s.job_extra_directives),
+        worker_extra_args=[*s.lifetime().worker_args(), "--resources", _resource_arg(resources)],
+        python=s.python or sys.executable,
+        death_timeout=s.death_timeout,
+        security=security,
+        # The dashboard has no authentication: not opened on a shared login/compute node.
+        scheduler_options={"dashboard": False, "dashboard_address": None},
+    )
+    if security is not None:
+        kwargs["shared_temp_directory"] = s.shared_temp_directory or s.log_directory or str(Path.cwd())
+    cluster = cluster_cls(**kwargs)
+    client = Client(cluster, security=security, set_as_default=False)
+    return RunCluster(
+        kind, client, cluster, resources, s.cores // s.processes, ledger=ledger, security=security
+    )
+
+
+def open_cluster(settings: ExecutorSettings, name: str) -> RunCluster:
+    """Start (or connect to) the cluster described by ``settings`` and request its workers.
+
+    Parameters
+    ----------
+    settings : ExecutorSettings
+        Validated executor settings.
+    name : str
+        Cluster and batch job name (shows in ``squeue``/``qstat``); make it run-unique.
+
+    Returns
+    -------
+    RunCluster
+        Close it with :meth:`RunCluster.close` (also on failure and interrupt).
+    """
+    kind = settings.cluster.kind
+    s = settings.cluster.settings
+    if kind == "local":
+        rc = _open_local(s, name)  # type: ignore[arg-type]
+    elif kind in ("slurm", "pbs"):
+        rc = _open_batch(kind, s, name)  # type: ignore[arg-type]
+    else:
+        security = security_from_files(s.tls_ca_file, s.tls_client_cert, s.tls_client_key)  # type: ignore[union-attr]
+        client = Client(s.address, security=security, set_as_default=False, timeout=30)  # type: ignore[union-attr]
+        return RunCluster("existing", client, None, None, None, security=security)
+    try:
+        rc.scale(*settings.workers_wanted())
+    except Exception:
+        rc.close()
+        raise
+    return rc
+
+
+def missing_resources(
+    wanted: dict[str, float], offered: dict[str, float] | None
+) -> dict[str, float]:
+    """Resources in ``wanted`` that a worker offering ``offered`` can never satisfy.
+
+    Returns an empty dict when every request fits (or when the offer is unknown).
+    """
+    if offered is None:
+        return {}
+    return {k: v for k, v in wanted.items() if offered.get(k, 0) < v}

@@ -1,0 +1,271 @@
+"""``hpc_dask_executor``: Dagster steps on Dask workers that are batch jobs (SLURM, PBS) or local.
+
+Built on dagster-dask's ``DaskExecutor`` (subclassed: same step-on-worker model, same
+``dagster-dask/resource_requirements`` op tag) and dask-jobqueue's clusters, adding what runs on
+shared HPC systems need:
+
+- typed, validated config (:mod:`.settings`); scaling always requested (``scale``/``adapt``);
+- a clear run failure when no worker can start (submission rejected, nothing connects before
+  ``worker_start_timeout``) and a clear step failure when a step asks for a Dask resource no
+  worker has;
+- Dagster's own orchestration loop (``ActiveExecution``): RetryPolicy honoured, downstream steps
+  skipped after a failure, interrupts handled;
+- run-unique Dask keys, so concurrent runs of one job on a shared scheduler do not collide;
+- TLS with temporary credentials for batch clusters; the cluster closed and every worker job
+  cancelled when the run ends, fails or is interrupted.
+
+Example run config::
+
+    execution:
+      config:
+        cluster: {slurm: {queue: normal, cores: 4, memory: 8GiB, walltime: "02:00:00"}}
+        adapt: {minimum: 0, maximum: 10}
+"""
+
+from __future__ import annotations
+
+import queue
+import sys
+import time
+from collections.abc import Iterator
+
+import distributed
+from dagster import Field, Float, Int, Permissive, executor, multiple_process_executor_requirements
+from dagster._core.errors import DagsterExecutionInterruptedError
+from dagster._core.events import DagsterEvent, EngineEventData
+from dagster._core.execution.context.system import PlanOrchestrationContext
+from dagster._core.execution.plan.active import ActiveExecution
+from dagster._core.execution.plan.objects import ErrorSource, StepFailureData
+from dagster._core.execution.plan.plan import ExecutionPlan
+from dagster._core.execution.retries import RetryMode, get_retries_config
+from dagster._utils.error import serializable_error_info_from_exc_info
+from dagster_dask.executor import DaskExecutor, get_dask_resource_requirements
+
+from .clusters import RunCluster, missing_resources, open_cluster
+from .settings import ExecutorSettings, validate_executor_settings
+from .worker_step import run_step
+
+_POLL = 0.05  # seconds the loop blocks on futures; bounds the latency added per step
+_WORKER_CHECK = 1.0  # seconds between checks that some worker is (or can be) there
+
+
+class NoWorkerError(RuntimeError):
+    """No Dask worker connected, or none can: the run cannot make progress."""
+
+
+class HpcDaskExecutor(DaskExecutor):
+    """dagster-dask's executor with scaling, retries, skips, isolation, TLS and clean teardown."""
+
+    def __init__(self, settings: ExecutorSettings, retries: RetryMode):
+        super().__init__(settings.cluster.kind, {})
+        self.settings = settings
+        self._retries = retries
+
+    @property
+    def retries(self) -> RetryMode:
+        return self._retries
+
+    def execute(
+        self, plan_context: PlanOrchestrationContext, execution_plan: ExecutionPlan
+    ) -> Iterator[DagsterEvent]:
+        if not plan_context.instance.is_persistent:
+            raise RuntimeError(
+                "the HPC executor needs a persistent Dagster instance shared with the workers: "
+                "set DAGSTER_HOME to a folder on a filesystem all nodes see (docs/production.md)"
+            )
+        run_id = plan_context.run_id
+        name = f"dagster-{run_id[:8]}"
+        yield DagsterEvent.engine_event(
+            plan_context,
+            f"Starting {self.settings.cluster.kind} Dask cluster {name} "
+            f"(workers min/max {self.settings.workers_wanted()})",
+            EngineEventData(),
+        )
+        rc = open_cluster(self.settings, name)
+        try:
+            yield from self._orchestrate(plan_context, execution_plan, rc)
+        finally:
+            rc.close()
+
+    def _orchestrate(
+        self, plan_context: PlanOrchestrationContext, execution_plan: ExecutionPlan, rc: RunCluster
+    ) -> Iterator[DagsterEvent]:
+        run_id = plan_context.run_id
+        recon_job = plan_context.reconstructable_job
+        instance_ref = plan_context.instance.get_ref()
+        attempts: dict[str, int] = {}
+        running: dict[distributed.Future, str] = {}
+        waiting_since: float | None = None
+        next_worker_check = 0.0
+        finished: queue.Queue[distributed.Future] = queue.Queue()  # filled by done-callbacks
+
+        with ActiveExecution(execution_plan, retry_mode=self.retries) as active:
+            try:
+                while not active.is_complete or running:
+                    if active.check_for_interrupts():
+                        active.mark_interrupted()
+                        yield DagsterEvent.engine_event(
+                            plan_context,
+                            "Interrupted: cancelling steps and worker jobs",
+                            EngineEventData.interrupted(list(running.values())),
+                        )
+                        raise DagsterExecutionInterruptedError()
+
+                    for step in active.get_steps_to_execute():
+                        step_context = plan_context.for_step(step)
+                        wanted = {**rc.step_resources, **get_dask_resource_requirements(step.tags)}
+                        lacking = missing_resources(wanted, rc.worker_resources)
+                        if lacking:
+                            event = _impossible_resource_failure(step_context, lacking, rc)
+                            yield event
+                            active.handle_event(event)
+                            active.verify_complete(plan_context, step.key)
+                            continue
+                        attempts[step.key] = attempts.get(step.key, 0) + 1
+                        future = rc.client.submit(
+                            run_step,
+                            recon_job,
+                            plan_context.dagster_run,
+                            plan_context.run_config,
+                            step.key,
+                            instance_ref,
+                            self.retries,
+                            active.get_known_state(),
+                            execution_plan.repository_load_data,
+                            # Run-unique: the same job running twice on one scheduler must not
+                            # share results (dagster-dask uses "job.step": dagster issue 21418).
+                            key=f"{step.key}-{run_id}-{attempts[step.key]}",
+                            resources=wanted,
+                            pure=False,
+                        )
+                        running[future] = step.key
+                        future.add_done_callback(finished.put)
+                    yield from active.concurrency_event_iterator(plan_context)
+
+                    if running:
+                        done = _drain(finished, timeout=_POLL)
+                        for future in done:
+                            step_key = running.pop(future, None)
+                            if step_key is None:
+                                continue
+                            yield from self._finish(plan_context, active, future, step_key)
+                        if done:
+                            waiting_since = None
+                        elif time.monotonic() >= next_worker_check:
+                            next_worker_check = time.monotonic() + _WORKER_CHECK
+                            waiting_since = self._check_workers(rc, waiting_since)
+                    elif not active.is_complete:
+                        active.sleep_til_ready()  # e.g. a retry's delay
+
+                    yield from active.plan_events_iterator(plan_context)
+            finally:
+                for future in running:
+                    future.cancel()
+
+    def _finish(
+        self,
+        plan_context: PlanOrchestrationContext,
+        active: ActiveExecution,
+        future: distributed.Future,
+        step_key: str,
+    ) -> Iterator[DagsterEvent]:
+        if future.status == "finished":
+            for event in future.result():
+                yield event
+                active.handle_event(event)
+        else:
+            # The step's code reports its own failures as events; this is the worker or the
+            # framework failing (worker killed too often, unpicklable result...).
+            try:
+                future.result()
+            except BaseException:  # noqa: BLE001 - turned into a step failure / retry
+                error = serializable_error_info_from_exc_info(sys.exc_info())
+            step_context = plan_context.for_step(active.get_step_by_key(step_key))
+            event = self.log_failure_or_retry_event_after_error(
+                step_context, error, active.get_known_state()
+            )
+            yield event
+            active.handle_event(event)
+        active.verify_complete(plan_context, step_key)
+
+    def _check_workers(self, rc: RunCluster, waiting_since: float | None) -> float | None:
+        """Fail fast when no worker can start; returns since when we have been waiting."""
+        errors = rc.submission_errors()
+        if errors:
+            raise NoWorkerError(
+                f"submitting a {rc.kind} worker job failed, so no step can run:\n{errors[-1]}\n"
+                "Check queue/account/walltime/memory in execution.config.cluster."
+            )
+        if rc.worker_count() > 0:
+            return None
+        now = time.monotonic()
+        if waiting_since is None:
+            return now
+        if now - waiting_since > self.settings.worker_start_timeout:
+            hint = {
+                "slurm": "see `squeue -u $USER` (pending reason) and the worker logs in log_directory",
+                "pbs": "see `qstat -u $USER` and the worker logs in log_directory",
+            }.get(rc.kind, "check that workers can reach the scheduler")
+            raise NoWorkerError(
+                f"no Dask worker connected within worker_start_timeout="
+                f"{self.settings.worker_start_timeout:g} s; {hint}. "
+                "Raise worker_start_timeout if jobs just wait long in the queue."
+            )
+        return waiting_since
+
+
+def _drain(finished: queue.Queue, timeout: float) -> list:
+    """Futures finished so far: blocks up to ``timeout`` for the first, then takes the rest."""
+    try:
+        done = [finished.get(timeout=timeout)]
+    except queue.Empty:
+        return []
+    while True:
+        try:
+            done.append(finished.get_nowait())
+        except queue.Empty:
+            return done
+
+
+def _impossible_resource_failure(step_context, lacking: dict[str, float], rc: RunCluster) -> DagsterEvent:
+    offered = rc.worker_resources or {}
+    message = (
+        f'Step "{step_context.step.key}" asks for Dask resources {lacking} but the workers of '
+        f"this {rc.kind} cluster offer {offered}: it could never start. Add them under "
+        "execution.config.cluster.<kind>.resources, or change the op's "
+        '"dagster-dask/resource_requirements" tag.'
+    )
+    try:
+        raise NoWorkerError(message)
+    except NoWorkerError:
+        error = serializable_error_info_from_exc_info(sys.exc_info())
+    return DagsterEvent.step_failure_event(
+        step_context,
+        StepFailureData(error=error, user_failure_data=None, error_source=ErrorSource.FRAMEWORK_ERROR),
+        message=message,
+    )
+
+
+@executor(
+    name="hpc_dask",
+    requirements=multiple_process_executor_requirements(),
+    config_schema={
+        "cluster": Field(
+            Permissive(),
+            is_required=False,
+            description="One of {local: {...}}, {slurm: {...}}, {pbs: {...}}, {existing: {address}}.",
+        ),
+        "scale": Field(Int, is_required=False, description="Fixed number of workers."),
+        "adapt": Field(Permissive(), is_required=False, description="{minimum: n, maximum: m}"),
+        "worker_start_timeout": Field(
+            Float, is_required=False, description="Seconds to wait for a first worker."
+        ),
+        "retries": get_retries_config(),
+    },
+)
+def hpc_dask_executor(init_context) -> HpcDaskExecutor:
+    """Dagster executor running each step on a Dask worker of a local, SLURM, PBS or existing
+    cluster. See :mod:`hpc_workflows.hpc.executor` and docs/production.md for the config."""
+    config = dict(init_context.executor_config)
+    retries = RetryMode.from_config(config.pop("retries"))
+    return HpcDaskExecutor(validate_executor_settings(config), retries)

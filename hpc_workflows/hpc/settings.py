@@ -1,0 +1,205 @@
+"""Typed, validated settings of the HPC executor (plain pydantic; no dagster here).
+
+The executor's run config ``execution: config: {...}`` is validated into :class:`ExecutorSettings`.
+Errors name the field and say what to write instead.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .walltime import WorkerLifetime, lifetime_for, parse_walltime
+
+#: Dask worker resource every step needs one unit of: a worker process runs one step at a time,
+#: and that step owns all of the worker's threads for its own dask computations.
+STEP_SLOT = "dagster_step"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AdaptSettings(_Strict):
+    """Adaptive scaling: batch jobs submitted while steps wait, released when idle."""
+
+    minimum: int = Field(0, ge=0, description="Workers kept even when idle.")
+    maximum: int = Field(..., ge=1, description="Upper bound on workers.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> AdaptSettings:
+        if self.minimum > self.maximum:
+            raise ValueError(f"adapt.minimum ({self.minimum}) exceeds adapt.maximum ({self.maximum})")
+        return self
+
+
+class LocalClusterSettings(_Strict):
+    """Worker processes on this machine (``distributed.LocalCluster``)."""
+
+    threads_per_worker: int = Field(1, ge=1, description="Threads a step may use for dask work.")
+    memory_limit: str | None = Field(None, description="Per worker, e.g. '2GiB'; None = auto.")
+    local_directory: str | None = Field(None, description="Worker scratch space.")
+    resources: dict[str, float] = Field(default_factory=dict, description="Dask resources per worker.")
+    tls: bool = Field(False, description="TLS with temporary credentials (off: loopback, one user).")
+
+
+class BatchClusterSettings(_Strict):
+    """Dask workers as batch jobs (dask-jobqueue); fields common to SLURM and PBS."""
+
+    cores: int = Field(1, ge=1, description="Cores per batch job.")
+    processes: int = Field(1, ge=1, description="Worker processes per job = steps run at once per job.")
+    memory: str = Field("2GiB", description="Memory per job, e.g. '4GiB'.")
+    walltime: str = Field("01:00:00", description="Job walltime; workers retire before it.")
+    queue: str | None = Field(None, description="Partition (SLURM) or queue (PBS).")
+    account: str | None = Field(None, description="Project/account to charge.")
+    interface: str | None = Field(
+        None, description="Network interface for scheduler and workers (e.g. 'ib0'; 'lo' on one node)."
+    )
+    local_directory: str | None = Field(None, description="Node-local scratch for workers, e.g. '$TMPDIR'.")
+    log_directory: str | None = Field(None, description="Where worker job logs go (shared FS).")
+    job_script_prologue: list[str] = Field(
+        default_factory=list, description="Shell lines before the worker starts (module load, conda activate)."
+    )
+    job_extra_directives: list[str] = Field(
+        default_factory=list, description="Extra #SBATCH/#PBS directives, e.g. ['--qos=normal']."
+    )
+    resources: dict[str, float] = Field(default_factory=dict, description="Dask resources per worker.")
+    python: str | None = Field(None, description="Python on the compute nodes (default: this one).")
+    shared_temp_directory: str | None = Field(
+        None, description="Shared folder for the temporary TLS files (default: log_directory or cwd)."
+    )
+    lifetime_margin: str | None = Field(
+        None, description="Retire workers this long before walltime (default 10 %, 60 s..10 min)."
+    )
+    tls: bool = Field(True, description="TLS with temporary credentials between scheduler and workers.")
+    death_timeout: int = Field(60, ge=1, description="Seconds a worker waits for a lost scheduler.")
+
+    @field_validator("walltime")
+    @classmethod
+    def _walltime_parses(cls, value: str) -> str:
+        parse_walltime(value)
+        return value
+
+    @field_validator("memory")
+    @classmethod
+    def _memory_parses(cls, value: str) -> str:
+        from dask.utils import parse_bytes
+
+        try:
+            parse_bytes(value)
+        except ValueError as exc:
+            raise ValueError(f"memory {value!r} is not a size: write e.g. '4GiB' or '500MB'") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _cores_split(self) -> BatchClusterSettings:
+        if self.cores % self.processes:
+            raise ValueError(
+                f"cores ({self.cores}) must be a multiple of processes ({self.processes}): "
+                "each worker process gets cores/processes threads"
+            )
+        self.lifetime()  # margin shorter than walltime
+        return self
+
+    def lifetime(self) -> WorkerLifetime:
+        """Worker lifetime (graceful retirement) derived from the walltime."""
+        margin = parse_walltime(self.lifetime_margin) if self.lifetime_margin else None
+        return lifetime_for(parse_walltime(self.walltime), margin)
+
+
+class ExistingClusterSettings(_Strict):
+    """A scheduler someone else runs (workers are theirs: no scaling, no closing)."""
+
+    address: str = Field(..., description="Scheduler address, e.g. 'tls://10.0.0.5:8786'.")
+    tls_ca_file: str | None = None
+    tls_client_cert: str | None = None
+    tls_client_key: str | None = None
+
+
+class ClusterChoice(_Strict):
+    """Exactly one cluster kind."""
+
+    local: LocalClusterSettings | None = None
+    slurm: BatchClusterSettings | None = None
+    pbs: BatchClusterSettings | None = None
+    existing: ExistingClusterSettings | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> ClusterChoice:
+        chosen = [k for k in ("local", "slurm", "pbs", "existing") if getattr(self, k) is not None]
+        if len(chosen) != 1:
+            raise ValueError(
+                "cluster must name exactly one kind: local, slurm, pbs or existing "
+                f"(got {chosen or 'none'}), e.g. cluster: {{slurm: {{queue: normal, cores: 4}}}}"
+            )
+        return self
+
+    @property
+    def kind(self) -> Literal["local", "slurm", "pbs", "existing"]:
+        for k in ("local", "slurm", "pbs", "existing"):
+            if getattr(self, k) is not None:
+                return k  # type: ignore[return-value]
+        raise AssertionError("validated to have one kind")
+
+    @property
+    def settings(self) -> LocalClusterSettings | BatchClusterSettings | ExistingClusterSettings:
+        return getattr(self, self.kind)
+
+
+class ExecutorSettings(_Strict):
+    """Everything the executor needs: which cluster, how many workers, deadlines."""
+
+    cluster: ClusterChoice = Field(default_factory=lambda: ClusterChoice(local=LocalClusterSettings()))
+    scale: int | None = Field(None, ge=1, description="Fixed number of workers (kept: lost ones replaced).")
+    adapt: AdaptSettings | None = None
+    worker_start_timeout: float = Field(
+        300.0, gt=0, description="Seconds to wait for a first worker before failing the run."
+    )
+
+    @model_validator(mode="after")
+    def _scaling(self) -> ExecutorSettings:
+        if self.scale is not None and self.adapt is not None:
+            raise ValueError("give either scale (fixed workers) or adapt (minimum/maximum), not both")
+        kind = self.cluster.kind
+        if kind == "existing" and (self.scale or self.adapt):
+            raise ValueError("scale/adapt do not apply to an existing cluster: its owner scales it")
+        if kind in ("slurm", "pbs") and self.scale is None and self.adapt is None:
+            # dagster-dask hangs forever here (no job is ever submitted); say so instead.
+            raise ValueError(
+                f"cluster.{kind} needs scale (e.g. scale: 2) or adapt (e.g. adapt: {{minimum: 0, "
+                "maximum: 4}}): without one no worker job is ever submitted"
+            )
+        return self
+
+    def workers_wanted(self) -> tuple[int, int]:
+        """(minimum, maximum) workers; local defaults to one worker per core."""
+        if self.adapt is not None:
+            return self.adapt.minimum, self.adapt.maximum
+        if self.scale is not None:
+            return self.scale, self.scale
+        n = os.cpu_count() or 1
+        return n, n
+
+
+def validate_executor_settings(config: dict[str, Any] | None) -> ExecutorSettings:
+    """Validate raw executor config into :class:`ExecutorSettings`.
+
+    Raises
+    ------
+    ValueError
+        Listing every bad field as ``execution.config.<path>: <reason>``.
+    """
+    try:
+        return ExecutorSettings.model_validate(config or {})
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            path = ".".join(str(p) for p in err["loc"])
+            where = f"execution.config.{path}" if path else "execution.config"
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                msg = "unknown field (check the spelling; see docs/production.md for the fields)"
+            lines.append(f"{where}: {msg}")
+        raise ValueError("invalid HPC executor config:\n  " + "\n  ".join(lines)) from None

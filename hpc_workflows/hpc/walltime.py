@@ -1,0 +1,91 @@
+"""Walltime strings of batch systems and the worker lifetime derived from them."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_CLOCK = re.compile(r"^(?:(?P<days>\d+)-)?(?P<a>\d+)(?::(?P<b>\d+))?(?::(?P<c>\d+))?$")
+
+
+def parse_walltime(text: str) -> int:
+    """Seconds in a walltime written as SLURM or PBS accept it.
+
+    Parameters
+    ----------
+    text : str
+        ``"HH:MM:SS"``, ``"MM:SS"``, ``"D-HH:MM:SS"``, ``"D-HH"`` or plain minutes ``"30"``
+        (SLURM's reading of a bare number).
+
+    Returns
+    -------
+    int
+        Seconds.
+
+    Raises
+    ------
+    ValueError
+        When the text is not a walltime; the message shows the accepted forms.
+    """
+    match = _CLOCK.match(str(text).strip())
+    if not match:
+        raise ValueError(
+            f"walltime {text!r} is not a walltime: use 'HH:MM:SS' (e.g. '01:30:00'), "
+            "'MM:SS', 'D-HH:MM:SS' or minutes ('30')"
+        )
+    days = int(match["days"] or 0)
+    parts = [int(p) for p in (match["a"], match["b"], match["c"]) if p is not None]
+    if match["days"] is not None:  # D-HH[:MM[:SS]]
+        parts += [0] * (3 - len(parts))
+        h, m, s = parts
+    elif len(parts) == 3:
+        h, m, s = parts
+    elif len(parts) == 2:
+        h, m, s = 0, parts[0], parts[1]
+    else:
+        h, m, s = 0, parts[0], 0
+    return ((days * 24 + h) * 60 + m) * 60 + s
+
+
+@dataclass(frozen=True)
+class WorkerLifetime:
+    """When a worker should retire before its batch job hits the walltime."""
+
+    lifetime: int
+    """Seconds after start at which the worker retires gracefully."""
+    stagger: int
+    """Random +/- spread so that workers started together do not all retire at once."""
+
+    def worker_args(self) -> list[str]:
+        """``dask worker`` arguments for this lifetime."""
+        return ["--lifetime", f"{self.lifetime}s", "--lifetime-stagger", f"{self.stagger}s"]
+
+
+def lifetime_for(walltime_seconds: int, margin_seconds: int | None = None) -> WorkerLifetime:
+    """Worker lifetime that ends safely inside a job's walltime.
+
+    The default margin is 10 % of the walltime, at least 60 s and at most 10 min: enough for a
+    running step to finish its current task being handed over (graceful retirement moves data
+    off the worker) before the batch system kills the job.
+
+    Parameters
+    ----------
+    walltime_seconds : int
+        The job's walltime.
+    margin_seconds : int, optional
+        Override of the margin kept before the walltime.
+
+    Returns
+    -------
+    WorkerLifetime
+    """
+    if margin_seconds is None:
+        margin_seconds = min(600, max(60, walltime_seconds // 10))
+    if margin_seconds >= walltime_seconds:
+        raise ValueError(
+            f"lifetime_margin ({margin_seconds} s) must be shorter than the walltime "
+            f"({walltime_seconds} s): workers would retire before they start"
+        )
+    # The stagger spreads retirements in both directions; keep the latest one inside the margin.
+    stagger = min(margin_seconds // 2, max(1, (walltime_seconds - margin_seconds) // 10))
+    return WorkerLifetime(lifetime=walltime_seconds - margin_seconds, stagger=stagger)
