@@ -31,16 +31,21 @@ __all__ = ["apply_weights", "apply_weights_numpy"]
 _TINY = 1e-12
 
 
-def _separable(x: np.ndarray, a, bt) -> np.ndarray:
-    """``A @ x[m] @ B.T`` for every leading index ``m`` of x (m, ny, nx), as float64."""
+def _separable(x: np.ndarray, a, b) -> np.ndarray:
+    """``A @ x[m] @ B.T`` for every leading index ``m`` of x (m, ny, nx), as float64.
+
+    Latitude first: one transposed float64 copy of the input puts ``ny`` in front so a
+    single sparse product ``A @ (ny, m*nx)`` serves every time step; the (4x smaller for
+    0.25 -> 1 degree) intermediate is then transposed once for the longitude product. This
+    ordering measured ~3x faster than longitude-first with scipy's dense @ sparse.
+    """
     m, ny, nx = x.shape
-    nyt, nxt = a.shape[0], bt.shape[1]
-    # Longitude first: (m*ny, nx) @ B.T -> (m*ny, nxt), computed as (B @ x2.T).T by scipy.
-    y = (bt.T @ x.reshape(m * ny, nx).T).T
-    # Latitude: bring ny to the front so one sparse product handles all m at once.
-    y = np.ascontiguousarray(y.reshape(m, ny, nxt).transpose(1, 0, 2)).reshape(ny, m * nxt)
-    z = a @ y
-    return np.ascontiguousarray(z.reshape(nyt, m, nxt).transpose(1, 0, 2))
+    nyt, nxt = a.shape[0], b.shape[0]
+    xt = np.ascontiguousarray(x.transpose(1, 0, 2), dtype=np.float64).reshape(ny, m * nx)
+    y = a @ xt  # (nyt, m * nx)
+    y = np.ascontiguousarray(y.reshape(nyt * m, nx).T)  # (nx, nyt * m)
+    z = b @ y  # (nxt, nyt * m)
+    return np.ascontiguousarray(z.T.reshape(nyt, m, nxt).transpose(1, 0, 2))
 
 
 def apply_weights_numpy(x: np.ndarray, w: Weights, min_valid_fraction: float = 0.5,
@@ -71,22 +76,21 @@ def apply_weights_numpy(x: np.ndarray, w: Weights, min_valid_fraction: float = 0
     x3 = x.reshape((-1, ny, nx))
     valid = ~np.isnan(x3) if np.issubdtype(x3.dtype, np.floating) else np.ones(x3.shape, bool)
     all_valid = bool(valid.all())
-    xf = x3.astype(np.float64, copy=False)
-    if not all_valid:
-        xf = np.where(valid, xf, 0.0)
+    xf = x3 if all_valid else np.where(valid, x3, 0.0)
 
     def op(arr: np.ndarray) -> np.ndarray:
         if w.separable:
-            return _separable(arr, w.lat_factor, w.lon_factor.T.tocsr())
+            return _separable(arr, w.lat_factor, w.lon_factor)
         m = arr.shape[0]
-        return (w.matrix @ arr.reshape(m, ny * nx).T).T.reshape((m,) + w.target_shape)
+        cols = np.ascontiguousarray(arr.reshape(m, ny * nx).T, dtype=np.float64)
+        return (w.matrix @ cols).T.reshape((m,) + w.target_shape)
 
     num = op(xf)
     if all_valid:
         den = coverage if coverage is not None else w.coverage()
         den = np.broadcast_to(den, num.shape)
     else:
-        den = op(valid.astype(np.float64))
+        den = op(valid)  # op casts the boolean mask to float64 in its transposed copy
     threshold = max(float(min_valid_fraction), _TINY)
     with np.errstate(invalid="ignore", divide="ignore"):
         # den > 0 keeps "no valid source at all" missing even when min_valid_fraction is 0.
