@@ -59,6 +59,21 @@ def default_encoding(ds: xr.Dataset, compression_level: int = 4) -> dict[str, di
     return encoding
 
 
+def _load_time_variables(ds: xr.Dataset) -> xr.Dataset:
+    """Load dask-backed date variables (e.g. ``time_bnds``): they are small, and xarray
+    cannot encode lazy datetimes without explicit units."""
+    lazy = [
+        name for name, var in ds.variables.items()
+        if var.chunks is not None and (var.dtype.kind in "mM" or var.dtype == object)
+    ]
+    if not lazy:
+        return ds
+    ds = ds.copy()
+    for name in lazy:
+        ds[name] = ds[name].load()
+    return ds
+
+
 def write_netcdf_atomic(
     ds: xr.Dataset,
     path: str | os.PathLike[str],
@@ -97,6 +112,7 @@ def write_netcdf_atomic(
     enc = default_encoding(ds, compression_level)
     for name, overrides in (encoding or {}).items():
         enc.setdefault(name, {}).update(overrides)
+    ds = _load_time_variables(ds)
     try:
         ds.to_netcdf(part, format="NETCDF4", engine="netcdf4", encoding=enc,
                      unlimited_dims=list(unlimited_dims))

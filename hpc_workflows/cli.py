@@ -1,0 +1,82 @@
+"""``hpc-workflows``: small helpers around the Dagster CLI for people who do not want to learn it.
+
+``hpc-workflows init-home [DIR]``  create a persistent DAGSTER_HOME with telemetry off
+``hpc-workflows report DIR``       print what a run wrote and a sanity figure per output
+``hpc-workflows check-config FILE`` validate a run config YAML without running anything
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+__all__ = ["main"]
+
+
+def _report(directory: Path) -> int:
+    summary_file = directory / "run_summary.json"
+    if not summary_file.is_file():
+        print(f"no run summary in {directory}: has the job run?", file=sys.stderr)
+        return 1
+    summary = json.loads(summary_file.read_text())
+    print(f"run {summary['run_id']} finished {summary['finished']}")
+    print(f"  sources: {summary['sources']} ({summary['fetched']} fetched, "
+          f"{summary['fetch_skipped']} already complete)")
+    print(f"  outputs: {summary['outputs_written']} written, {summary['outputs_skipped']} already complete")
+    for result in summary["results"]:
+        for out in result["outputs"]:
+            print(f"  {out['output']}")
+            for key, value in out.items():
+                if key.startswith("area_mean_before["):
+                    name = key[len("area_mean_before["):-1]
+                    after = out.get(f"area_mean_after[{name}]")
+                    print(f"    {name}: area-weighted mean {value:.4f} before, {after:.4f} after regridding"
+                          f" (difference {after - value:+.2e})")
+    return 0
+
+
+def _check_config(path: Path) -> int:
+    import yaml
+
+    from hpc_workflows.config import ConfigValidationError, validate_workflow_config
+
+    raw = yaml.safe_load(path.read_text()) or {}
+    cfg = raw.get("ops", {}).get("fetch_and_regrid", {}).get("config")
+    if cfg is None:
+        print(f"{path}: no ops.fetch_and_regrid.config section", file=sys.stderr)
+        return 2
+    try:
+        validate_workflow_config(cfg)
+    except ConfigValidationError as exc:
+        print(f"{path}: {exc}", file=sys.stderr)
+        return 1
+    print(f"{path}: OK")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``hpc-workflows`` command."""
+    parser = argparse.ArgumentParser(prog="hpc-workflows", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    home = sub.add_parser("init-home", help="create a persistent DAGSTER_HOME")
+    home.add_argument("directory", nargs="?", default=None)
+    report = sub.add_parser("report", help="summarise a finished run's outputs")
+    report.add_argument("directory", type=Path)
+    check = sub.add_parser("check-config", help="validate a run config YAML")
+    check.add_argument("file", type=Path)
+    args = parser.parse_args(argv)
+    if args.command == "init-home":
+        from hpc_workflows.instance import ensure_dagster_home
+
+        print(ensure_dagster_home(args.directory))
+        return 0
+    if args.command == "report":
+        return _report(args.directory)
+    return _check_config(args.file)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,52 @@
+"""A persistent, project-local Dagster instance for dev runs.
+
+Without ``DAGSTER_HOME`` Dagster uses a temporary instance that is deleted on exit, so run
+history and step outputs vanish and Dask workers cannot read step inputs. ``ensure_dagster_home``
+creates the folder and a ``dagster.yaml`` with telemetry off (telemetry would otherwise write
+to ``~/.dagster`` on every run, which shared HPC home directories do not want).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+__all__ = ["DAGSTER_YAML", "ensure_dagster_home"]
+
+DAGSTER_YAML = """\
+# Written by hpc_workflows (hpc_workflows/instance.py). Edit freely: it is not overwritten.
+# Run and event storage default to SQLite under this folder. On a shared network filesystem
+# (NFS, GPFS, Lustre) SQLite can report "database is locked": see docs/production.md for
+# the Postgres option.
+telemetry:
+  enabled: false
+"""
+
+
+def ensure_dagster_home(path: str | os.PathLike[str] | None = None) -> Path:
+    """Create ``DAGSTER_HOME`` (default ``./.dagster_home``) with a ``dagster.yaml``.
+
+    Parameters
+    ----------
+    path
+        Folder to use; default ``$DAGSTER_HOME`` if set, else ``.dagster_home`` in the
+        current directory.
+
+    Returns
+    -------
+    pathlib.Path
+        The absolute folder, which is also exported as ``DAGSTER_HOME`` in this process.
+    """
+    home = Path(path or os.environ.get("DAGSTER_HOME") or ".dagster_home").expanduser().resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    cfg = home / "dagster.yaml"
+    if not cfg.exists():
+        part = cfg.with_name("dagster.yaml.part")
+        part.write_text(DAGSTER_YAML)
+        part.replace(cfg)
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+if __name__ == "__main__":
+    print(ensure_dagster_home())

@@ -1,0 +1,1 @@
+"""The Dagster layer: thin ops and graphs over the plain modules. Nothing scientific here."""

@@ -1,0 +1,170 @@
+"""Ops of the fetch-and-regrid workflow. Each is a thin wrapper over a library function.
+
+Every op takes the whole validated :class:`~hpc_workflows.config.WorkflowConfig` (the job's
+config mapping hands the same config to all of them), so there is one place where the run is
+described and one place where it is validated.
+"""
+
+
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from dagster import (
+    Backoff,
+    DynamicOut,
+    DynamicOutput,
+    HookContext,
+    Jitter,
+    MetadataValue,
+    OpExecutionContext,
+    Output,
+    RetryPolicy,
+    failure_hook,
+    op,
+)
+
+from hpc_workflows.config import WorkflowConfig
+from hpc_workflows.fetch import FetchError, Source, fetch, merge_daily, unpack
+from hpc_workflows.pipeline.settings import fetch_settings, planned_sources, preprocess_settings
+from hpc_workflows.preprocess import preprocess_file
+
+__all__ = ["plan_sources_op", "fetch_source_op", "regrid_and_write_op", "summarise_op"]
+
+# A dropped connection or a busy tape robot is usually gone a minute later; the transports
+# already retry inside a step, this covers a lost worker or a step that died as a whole.
+STEP_RETRY = RetryPolicy(max_retries=2, delay=5, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS)
+
+_NETCDF_SUFFIXES = (".nc", ".nc4", ".netcdf")
+
+
+def _workdir(cfg: WorkflowConfig, key: str) -> Path:
+    return cfg.output.workdir_path / key
+
+
+@op(out=DynamicOut(dict), name="plan_sources", tags={"kind": "plan"})
+def plan_sources_op(context: OpExecutionContext, config: WorkflowConfig):
+    """Turn the window and template/manifest into one dynamic output per source file."""
+    sources = planned_sources(config)
+    context.log.info(f"planned {len(sources)} source(s): {', '.join(s.key for s in sources[:10])}"
+                     + (" ..." if len(sources) > 10 else ""))
+    for source in sources:
+        yield DynamicOutput(
+            {"key": source.key, "url": source.url, "time": source.time,
+             "checksum": source.checksum, "size": source.size},
+            mapping_key=source.key,
+        )
+
+
+@failure_hook(name="clean_extract_folder")
+def clean_extract_folder(context: HookContext) -> None:
+    """Remove a failed step's unpack folder. Downloads (.part, resumable) and outputs stay."""
+    key = context.step_key.rsplit("[", 1)[-1].rstrip("]") if "[" in context.step_key else None
+    if not key:
+        return
+    cfg = WorkflowConfig(**context.op_config)
+    extract = _workdir(cfg, key) / "extract"
+    if extract.is_dir():
+        shutil.rmtree(extract, ignore_errors=True)
+        context.log.info(f"removed temporary folder {extract}")
+
+
+@op(name="fetch_source", retry_policy=STEP_RETRY, tags={"kind": "fetch"})
+def fetch_source_op(context: OpExecutionContext, config: WorkflowConfig, source: dict) -> dict:
+    """Fetch one source, unpack it if it is an archive, and merge per product into netCDF."""
+    src = Source(**source)
+    work = _workdir(config, src.key)
+    result = fetch(src, work / "download", fetch_settings(config))
+    context.log.info(
+        f"{src.key}: {'skipped (already complete and verified)' if result.skipped else 'fetched'} "
+        f"{result.path.name}: {result.bytes} bytes in {result.seconds:.2f} s, "
+        f"{result.attempts} attempt(s), sha256 {result.sha256[:12]}…"
+    )
+    fetched = result.as_metadata()
+
+    path = result.path
+    if path.name.endswith(_NETCDF_SUFFIXES):
+        products = {"data": path}
+        merged_sha = {"data": result.sha256}
+    else:
+        members = unpack(path, work / "extract", config.source.members)
+        products = {}
+        names = config.source.products or ["data"]
+        for product in names:
+            mine = [m for m in members if product == "data" or product in m.name]
+            if not mine:
+                raise FetchError(src, f"no unpacked member matches product {product!r}: check source.members/products")
+            products[product] = merge_daily(sorted(mine), work / "merged" / f"{product}_{src.key}.nc")
+        shutil.rmtree(work / "extract", ignore_errors=True)
+        from hpc_workflows.fetch.verify import sha256_file
+
+        merged_sha = {p: sha256_file(f) for p, f in products.items()}
+
+    context.add_output_metadata({k: (v if isinstance(v, (int, float, str, bool)) else str(v))
+                                 for k, v in fetched.items()})
+    return {
+        "key": src.key,
+        "url": src.url,
+        "sha256": result.sha256,
+        "skipped": result.skipped,
+        "bytes": result.bytes,
+        "seconds": result.seconds,
+        "products": {p: {"path": str(f), "sha256": merged_sha[p]} for p, f in products.items()},
+    }
+
+
+@op(name="regrid_and_write", retry_policy=STEP_RETRY, tags={"kind": "regrid"})
+def regrid_and_write_op(context: OpExecutionContext, config: WorkflowConfig, fetched: dict) -> dict:
+    """Regrid each product of one source and write CF netCDF outputs atomically."""
+    settings = preprocess_settings(config)
+    outputs = []
+    for product, info in fetched["products"].items():
+        suffix = "" if product == "data" else f"_{product}"
+        target = config.output.directory_path / f"{config.output.name}_{fetched['key']}{suffix}.nc"
+        result = preprocess_file(
+            Path(info["path"]), target, settings,
+            input_sha256=info["sha256"],
+            provenance_sources=[{"url": fetched["url"], "sha256": fetched["sha256"]}],
+        )
+        context.log.info(
+            f"{fetched['key']}{suffix}: {'skipped (output complete)' if result.skipped else 'wrote'} "
+            f"{result.output} in {result.seconds:.2f} s"
+        )
+        outputs.append(result.as_metadata())
+    context.add_output_metadata({"outputs": MetadataValue.json(outputs)})
+    return {"key": fetched["key"], "fetch": {k: fetched[k] for k in ("url", "sha256", "skipped", "bytes", "seconds")},
+            "outputs": outputs}
+
+
+@op(name="summarise", tags={"kind": "summary"})
+def summarise_op(context: OpExecutionContext, config: WorkflowConfig, results: list[dict]) -> Output[dict]:
+    """Write ``run_summary.json`` next to the outputs and report the run's totals."""
+    results = sorted(results, key=lambda r: r["key"])
+    total_bytes = sum(r["fetch"]["bytes"] for r in results if not r["fetch"]["skipped"])
+    fetch_seconds = sum(r["fetch"]["seconds"] for r in results if not r["fetch"]["skipped"])
+    summary: dict[str, Any] = {
+        "run_id": context.run_id,
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "sources": len(results),
+        "fetched": sum(1 for r in results if not r["fetch"]["skipped"]),
+        "fetch_skipped": sum(1 for r in results if r["fetch"]["skipped"]),
+        "bytes_fetched": total_bytes,
+        "fetch_mb_per_s": round(total_bytes / 1e6 / fetch_seconds, 2) if fetch_seconds > 0 else None,
+        "outputs_written": sum(1 for r in results for o in r["outputs"] if not o["skipped"]),
+        "outputs_skipped": sum(1 for r in results for o in r["outputs"] if o["skipped"]),
+        "results": results,
+    }
+    path = config.output.directory_path / "run_summary.json"
+    part = path.with_name(path.name + ".part")
+    part.write_text(json.dumps(summary, indent=2, default=str))
+    part.replace(path)
+    context.log.info(
+        f"run summary: {summary['sources']} source(s), {summary['fetched']} fetched, "
+        f"{summary['fetch_skipped']} already complete, {summary['outputs_written']} output(s) written, "
+        f"{summary['outputs_skipped']} already complete; summary in {path}"
+    )
+    return Output(summary, metadata={"summary_file": str(path), "sources": summary["sources"],
+                                     "outputs_written": summary["outputs_written"],
+                                     "outputs_skipped": summary["outputs_skipped"]})

@@ -1,0 +1,62 @@
+"""Translate the typed run config into the plain settings objects of the library modules."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from hpc_workflows.config import WorkflowConfig
+from hpc_workflows.fetch import FetchSettings, Source, plan_sources, read_manifest
+from hpc_workflows.preprocess import PreprocessSettings
+
+__all__ = ["fetch_settings", "planned_sources", "preprocess_settings"]
+
+
+def planned_sources(cfg: WorkflowConfig) -> list[Source]:
+    """The sources of a run: from the template over the window, or the manifest in the window."""
+    window = cfg.window
+    if cfg.source.template is not None:
+        return plan_sources(window.start_datetime, window.end_datetime, window.step, cfg.source.template)
+    sources = read_manifest(os.path.expandvars(os.path.expanduser(cfg.source.manifest or "")))
+    # Manifest entries without a time are always wanted; dated ones must fall in the window.
+    return [
+        s for s in sources
+        if s.time is None or window.start_datetime <= s.time <= window.end_datetime
+    ]
+
+
+def fetch_settings(cfg: WorkflowConfig) -> FetchSettings:
+    """FetchSettings for this run's source section."""
+    src = cfg.source
+    return FetchSettings(
+        transport=src.transport,
+        command=list(src.command) if src.command else None,
+        retries=src.retries,
+        backoff_initial=src.backoff_seconds,
+        connect_timeout=src.connect_timeout,
+        read_timeout=src.read_timeout,
+        max_connections_per_host=src.max_connections_per_host,
+        checksum_sidecar=src.checksum_sidecar,
+    )
+
+
+def preprocess_settings(cfg: WorkflowConfig) -> PreprocessSettings:
+    """PreprocessSettings for this run's regrid and output sections."""
+    rg = cfg.regrid
+    agg = rg.time_aggregation
+    weights_dir = rg.weights_dir or str(cfg.output.directory_path / ".weights")
+    return PreprocessSettings(
+        target=rg.target.spec(),
+        method=rg.method,
+        variables=list(rg.variables) if rg.variables else None,
+        min_valid_fraction=rg.min_valid_fraction,
+        statistics=list(rg.statistics) if rg.statistics else None,
+        bands=rg.band_tuples(),
+        weights_dir=str(Path(os.path.expanduser(weights_dir)).resolve()),
+        time_freq=agg.freq if agg else None,
+        time_how=agg.how if agg else "mean",
+        time_scale=agg.scale if agg else 1.0,
+        window_start=cfg.window.start_datetime if cfg.subset_time else None,
+        window_end=cfg.window.end_datetime if cfg.subset_time else None,
+        compression_level=cfg.output.compression_level,
+    )
