@@ -5,4 +5,4 @@ demo:
 test:
 	./quickstart.sh test
 bench:
-	.venv/bin/python -m benchmarks
+	.venv/bin/python -m benchmarks $(BENCH)
