@@ -31,52 +31,10 @@ import xarray as xr
 from hpc_workflows.regrid.areas import area_weighted_mean
 from hpc_workflows.regrid.errors import GridError, RegridError
 from hpc_workflows.regrid.grids import SourceGrid, describe_origin, read_source_grid
+from hpc_workflows.regrid.methods import METHODS, build_weights, check_method, provenance_attrs
 from hpc_workflows.regrid.targets import TargetGrid, parse_target_grid
-from hpc_workflows.regrid.weights import Weights, load_or_build_weights
 
 __all__ = ["METHODS", "regrid", "area_weighted_mean", "build_weights"]
-
-METHODS = ("conservative", "bilinear", "nearest", "aggregate")
-
-
-def _build_conservative(source: SourceGrid, target: TargetGrid) -> Weights:
-    from hpc_workflows.regrid.conservative import lat_overlap_factor, lon_overlap_factor
-
-    a = lat_overlap_factor(target.lat_bnds, source.lat_bnds)
-    b = lon_overlap_factor(target.lon_bnds, source.lon_bnds)
-    return Weights("conservative", "", source.shape, target.shape, a, b)
-
-
-def _build_bilinear(source: SourceGrid, target: TargetGrid) -> Weights:
-    from hpc_workflows.regrid.bilinear import bilinear_weights
-
-    return bilinear_weights(source, target)
-
-
-def _build_nearest(source: SourceGrid, target: TargetGrid) -> Weights:
-    from hpc_workflows.regrid.nearest import nearest_weights
-
-    return nearest_weights(source, target)
-
-
-_BUILDERS = {
-    "conservative": _build_conservative,
-    "bilinear": _build_bilinear,
-    "nearest": _build_nearest,
-}
-
-
-def build_weights(source: SourceGrid, target: TargetGrid, method: str,
-                  weights_dir: Path | None = None) -> Weights:
-    """Weights for ``method`` between two grids, from the cache in ``weights_dir`` if valid."""
-    if method not in _BUILDERS:
-        raise RegridError(f"unknown regridding method {method!r}; valid: {list(_BUILDERS)}")
-    if method == "conservative" and source.kind != "latlon":
-        raise RegridError(
-            f"method 'conservative' needs a 1-D latitude/longitude source grid, this one is "
-            f"{source.kind}; use 'bilinear', 'nearest' or 'aggregate' for it")
-    return load_or_build_weights(source, target, method, _BUILDERS[method],
-                                 Path(weights_dir) if weights_dir is not None else None)
 
 
 def _spatial_variables(ds: xr.Dataset, variables: list[str] | None) -> list[str]:
@@ -162,10 +120,7 @@ def regrid(
         unknown method, an uninterpretable grid, a target that does not overlap the source
         or variables on different grids.
     """
-    if method not in METHODS:
-        raise RegridError(f"unknown regridding method {method!r}; valid methods: {list(METHODS)}")
-    if statistics is not None and method != "aggregate":
-        raise RegridError(f"'statistics' is only used by method 'aggregate', not {method!r}")
+    check_method(method, statistics)
     tgt = parse_target_grid(target)
     names = _spatial_variables(ds, variables)
     grid = read_source_grid(ds, names[0])
@@ -213,8 +168,6 @@ def regrid(
 def _assemble(ds: xr.Dataset, names: list[str], grid: SourceGrid, tgt: TargetGrid,
               new_vars: dict[str, xr.DataArray], method: str, key: str,
               min_valid_fraction: float) -> xr.Dataset:
-    from hpc_workflows import __version__
-
     spatial = set(grid.dims)
     grid_mappings = {str(ds[n].attrs.get("grid_mapping", "")).split(":")[0] for n in names}
     keep: dict[str, Any] = {}
@@ -241,17 +194,6 @@ def _assemble(ds: xr.Dataset, names: list[str], grid: SourceGrid, tgt: TargetGri
     for name in list(out.data_vars):
         out[name].encoding = {k: v for k, v in ds[name].encoding.items()
                               if k in ("dtype",)} if name in ds and name not in names else {}
-    source = ds.encoding.get("source")
-    out.attrs.update({
-        "hpc_workflows_regrid_method": method,
-        "hpc_workflows_regrid_weights_sha256": key,
-        "hpc_workflows_regrid_target_grid": tgt.spec,
-        "hpc_workflows_regrid_source_grid": f"{grid.kind} {grid.shape[0]}x{grid.shape[1]}"
-                                            + (" (bounds derived from centres)"
-                                               if grid.bounds_derived else ""),
-        "hpc_workflows_regrid_min_valid_fraction": float(min_valid_fraction),
-        "hpc_workflows_version": __version__,
-    })
-    if source:
-        out.attrs["hpc_workflows_regrid_source_file"] = str(source)
+    out.attrs.update(provenance_attrs(method, key, tgt, grid, min_valid_fraction,
+                                      ds.encoding.get("source")))
     return out

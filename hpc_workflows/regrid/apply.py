@@ -21,10 +21,14 @@ floating dtype (float32 stays float32).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import xarray as xr
 
 from hpc_workflows.regrid.weights import Weights
+
+if TYPE_CHECKING:  # imported lazily: the streaming file path runs without xarray/dask
+    import xarray as xr
 
 __all__ = ["apply_weights", "apply_weights_numpy"]
 
@@ -108,6 +112,8 @@ def apply_weights(da: xr.DataArray, w: Weights, dims: tuple[str, str],
     chunk by chunk along the others, so memory scales with the chunk size, not the number
     of time steps.
     """
+    import xarray as xr
+
     if not 0.0 <= min_valid_fraction <= 1.0:
         raise ValueError(f"min_valid_fraction={min_valid_fraction!r} must be within [0, 1]")
     coverage = w.coverage()

@@ -28,12 +28,14 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import xarray as xr
 
 from hpc_workflows.regrid.errors import GridError
+
+if TYPE_CHECKING:  # xarray is only needed by callers; the streaming path avoids importing it
+    import xarray as xr
 
 __all__ = [
     "SourceGrid",

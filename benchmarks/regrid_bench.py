@@ -1,0 +1,361 @@
+"""Regridding benchmark: ours vs CDO and xarray-regrid, netCDF in -> netCDF out.
+
+One command::
+
+    .venv/bin/python benchmarks/regrid_bench.py            # 48 and 240 steps + aggregate
+    .venv/bin/python benchmarks/regrid_bench.py --steps 48 --no-aggregate
+
+Inputs are generated into a temporary folder (deleted afterwards unless ``--keep``): a global
+0.25 degree (721 x 1440, centres on the poles) float32 ``t2m(time, lat, lon)``, uncompressed
+netCDF4 with a fixed-size time dimension. Every candidate runs in its own process; wall
+seconds and that process's peak RSS (``wait4``) are printed with ratios to the I/O floor (a
+process that only reads the whole input with netCDF4 and writes an output-sized file) and to
+``cdo remapcon``. Each output is compared with CDO's (max abs difference, K).
+
+Candidates (target: global 1 degree, centres -89.5..89.5 / 0.5..359.5, conservative):
+
+- ``io_floor``: read everything, write an output-sized file (no arithmetic).
+- ``ours regrid_file``: :func:`hpc_workflows.regrid.stream.regrid_file` (netCDF4 streaming,
+  8 steps per chunk, compute overlapped with I/O, no xarray/dask import).
+- ``ours xarray+dask``: ``xr.open_dataset(chunks={"time": 8})`` -> ``regrid(...)`` ->
+  ``write_netcdf_atomic`` (the path the Dagster op takes for in-memory/lazy datasets).
+  Both load weights from the cache (build/load timed separately).
+- ``cdo_remapcon``: ``cdo remapcon,<grid description>`` (weights built every call).
+- ``cdo_stored_weights``: ``cdo remap,<grid>,<weights>`` with weights from ``cdo gencon``.
+- ``xarray_regrid``: xarray-regrid's ``.regrid.conservative`` on dask chunks of 8 steps.
+
+Also timed: weight build and load, and ``aggregate`` (mean, max, 4-band fractions) of a
+1000 x 1200 x 288-step field to a 10x coarser grid vs ``xarray.Dataset.coarsen`` (mean+max).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+PY = sys.executable
+ROOT = Path(__file__).resolve().parents[1]
+
+CDO_GRID_1DEG = """gridtype = lonlat
+xsize = 360
+ysize = 180
+xfirst = 0.5
+xinc = 1
+yfirst = -89.5
+yinc = 1
+"""
+
+IO_FLOOR = r"""
+import sys, netCDF4
+src, dst, ny, nx = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+with netCDF4.Dataset(src) as nc:
+    name = [n for n, v in nc.variables.items() if v.ndim == 3][0]
+    v = nc[name]
+    v.set_auto_maskandscale(False)
+    nt = v.shape[0]
+    with netCDF4.Dataset(dst, "w") as out:
+        out.createDimension("time", nt)
+        out.createDimension("lat", ny)
+        out.createDimension("lon", nx)
+        o = out.createVariable(name, "f4", ("time", "lat", "lon"))
+        for i in range(0, nt, 8):
+            block = v[i:i + 8]
+            o[i:i + 8] = block[:, :ny, :nx]
+"""
+
+OURS = r"""
+import sys
+from pathlib import Path
+from hpc_workflows.regrid.stream import regrid_file
+src, dst, wdir = sys.argv[1:4]
+regrid_file(src, dst, "global_1deg", "conservative", weights_dir=Path(wdir))
+"""
+
+OURS_XARRAY = r"""
+import sys
+from pathlib import Path
+import xarray as xr
+from hpc_workflows.regrid import regrid
+from hpc_workflows.write.netcdf import write_netcdf_atomic
+src, dst, wdir = sys.argv[1:4]
+ds = xr.open_dataset(src, chunks={"time": 8})
+out = regrid(ds, "global_1deg", "conservative", weights_dir=Path(wdir))
+write_netcdf_atomic(out, Path(dst), compression_level=0)
+"""
+
+XARRAY_REGRID = r"""
+import sys
+import xarray as xr
+import xarray_regrid  # noqa: F401  (registers the .regrid accessor)
+from xarray_regrid import Grid, create_regridding_dataset
+src, dst = sys.argv[1:3]
+ds = xr.open_dataset(src, chunks={"time": 8})
+grid = Grid(north=89.5, east=359.5, south=-89.5, west=0.5, resolution_lat=1, resolution_lon=1)
+target = create_regridding_dataset(grid, lat_name="lat", lon_name="lon")
+out = ds.regrid.conservative(target, latitude_coord="lat")
+out.to_netcdf(dst)
+"""
+
+WEIGHTS_TIMING = r"""
+import sys, time, tempfile
+from pathlib import Path
+import numpy as np
+import xarray as xr
+from hpc_workflows.regrid import parse_target_grid, read_source_grid
+from hpc_workflows.regrid.methods import WEIGHT_BUILDERS as _BUILDERS
+from hpc_workflows.regrid.weights import save_weights, load_weights, weights_key
+src = sys.argv[1]
+with xr.open_dataset(src) as ds:
+    grid = read_source_grid(ds, "t2m")
+target = parse_target_grid("global_1deg")
+d = Path(tempfile.mkdtemp())
+for method in ("conservative", "bilinear", "nearest"):
+    builds, loads = [], []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        w = _BUILDERS[method](grid, target)
+        builds.append(time.perf_counter() - t0)
+    key = weights_key(grid.grid_hash(), target.grid_hash(), method)
+    w.key = key
+    save_weights(w, d / f"{method}.nc")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        load_weights(d / f"{method}.nc", key, method, grid.shape, target.shape)
+        loads.append(time.perf_counter() - t0)
+    nnz = w.matrix.nnz if w.matrix is not None else w.lat_factor.nnz + w.lon_factor.nnz
+    print(f"{method} {min(builds):.4f} {min(loads):.4f} {nnz}")
+"""
+
+AGG_OURS = r"""
+import sys
+from pathlib import Path
+import numpy as np
+import xarray as xr
+from hpc_workflows.regrid import regrid
+from hpc_workflows.write.netcdf import write_netcdf_atomic
+src, dst = sys.argv[1:3]
+ds = xr.open_dataset(src, chunks={"time": 24})
+spec = {"kind": "regional", "lat": [50, 60], "lon": [0, 12], "resolution": 0.1}
+bands = [(0, 0.5), (0.5, 2), (2, 10), (10, np.inf)]
+out = regrid(ds, spec, "aggregate", statistics=["mean", "max", "fraction"], bands=bands)
+write_netcdf_atomic(out, Path(dst), compression_level=0)
+"""
+
+AGG_COARSEN = r"""
+import sys
+import xarray as xr
+src, dst = sys.argv[1:3]
+ds = xr.open_dataset(src, chunks={"time": 24})
+c = ds.coarsen(lat=10, lon=10)
+out = xr.merge([c.mean().rename(rr="rr_mean"), c.max().rename(rr="rr_max")])
+out.to_netcdf(dst)
+"""
+
+
+def run(cmd: list[str], env: dict | None = None) -> tuple[float, float]:
+    """Run ``cmd``; return (wall seconds, peak RSS MiB of that process tree's main process)."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    out, err = proc.stdout.read(), proc.stderr.read()
+    if proc.returncode != 0:
+        raise RuntimeError(f"{cmd[:3]} failed ({proc.returncode}): {err.decode()[-2000:]}")
+    return seconds, usage.ru_maxrss / 1024.0
+
+
+def make_global_input(path: Path, nsteps: int) -> None:
+    """Global 0.25 degree float32 t2m, written 8 steps at a time (bounded memory)."""
+    import netCDF4
+
+    lat = np.linspace(-90, 90, 721)
+    lon = np.arange(1440) * 0.25
+    la, lo = np.radians(lat)[:, None], np.radians(lon)[None, :]
+    base = (280 + 20 * np.cos(la) * np.cos(2 * lo) + 5 * np.sin(3 * la)).astype(np.float32)
+    rng = np.random.default_rng(0)
+    with netCDF4.Dataset(path, "w") as nc:
+        nc.createDimension("time", nsteps)
+        nc.createDimension("lat", lat.size)
+        nc.createDimension("lon", lon.size)
+        t = nc.createVariable("time", "f8", ("time",))
+        t.units, t.standard_name, t.calendar = "hours since 2020-01-01", "time", "standard"
+        t[:] = np.arange(nsteps)
+        v = nc.createVariable("lat", "f8", ("lat",))
+        v.units, v.standard_name = "degrees_north", "latitude"
+        v[:] = lat
+        v = nc.createVariable("lon", "f8", ("lon",))
+        v.units, v.standard_name = "degrees_east", "longitude"
+        v[:] = lon
+        v = nc.createVariable("t2m", "f4", ("time", "lat", "lon"))
+        v.units, v.standard_name = "K", "air_temperature"
+        noise = rng.normal(0, 1, size=(8, 721, 1440)).astype(np.float32)
+        for i in range(0, nsteps, 8):
+            n = min(8, nsteps - i)
+            v[i:i + n] = base + noise[:n] + np.float32(i % 24)
+
+
+def make_radar_input(path: Path, nsteps: int = 288, ny: int = 1000, nx: int = 1200) -> None:
+    """1000 x 1200 0.01 degree rain rates (mm/h, 20% missing), 288 five-minute steps."""
+    import netCDF4
+
+    rng = np.random.default_rng(1)
+    with netCDF4.Dataset(path, "w") as nc:
+        nc.createDimension("time", nsteps)
+        nc.createDimension("lat", ny)
+        nc.createDimension("lon", nx)
+        t = nc.createVariable("time", "f8", ("time",))
+        t.units, t.standard_name = "minutes since 2020-01-01", "time"
+        t[:] = 5.0 * np.arange(nsteps)
+        v = nc.createVariable("lat", "f8", ("lat",))
+        v.units, v.standard_name = "degrees_north", "latitude"
+        v[:] = 50 + 0.01 * (np.arange(ny) + 0.5)
+        v = nc.createVariable("lon", "f8", ("lon",))
+        v.units, v.standard_name = "degrees_east", "longitude"
+        v[:] = 0.01 * (np.arange(nx) + 0.5)
+        v = nc.createVariable("rr", "f4", ("time", "lat", "lon"), fill_value=np.float32(-1))
+        v.units = "mm h-1"
+        block = rng.gamma(0.5, 3.0, size=(24, ny, nx)).astype(np.float32)
+        block[rng.random(block.shape) < 0.2] = -1.0
+        for i in range(0, nsteps, 24):
+            v[i:i + 24] = np.roll(block, i, axis=2)
+
+
+def max_diff(a: Path, b: Path, var: str) -> float:
+    import xarray as xr
+
+    with xr.open_dataset(a) as da, xr.open_dataset(b) as db:
+        x = da[var].transpose("time", "lat", "lon").values
+        y = db[var].transpose("time", "lat", "lon").values
+        if x.shape != y.shape:
+            return float("nan")
+        return float(np.nanmax(np.abs(x.astype(np.float64) - y)))
+
+
+def fmt_row(name: str, sec: float, rss: float, floor: float, cdo: float | None,
+            diff: float | None) -> str:
+    c = f"{cdo / sec:6.2f}x" if cdo else "     - "
+    d = f"{diff:.2e}" if diff is not None else "    -   "
+    return f"  {name:<22} {sec:8.2f} {sec / floor:8.2f}x {c:>9} {rss:9.0f} {d:>10}"
+
+
+def bench_global(work: Path, nsteps: int) -> None:
+    src = work / f"t2m_{nsteps}.nc"
+    t0 = time.perf_counter()
+    make_global_input(src, nsteps)
+    print(f"\nGlobal 0.25 deg -> 1 deg conservative, {nsteps} steps "
+          f"(input {src.stat().st_size / 2**20:.0f} MiB, generated in "
+          f"{time.perf_counter() - t0:.1f} s)")
+    grid = work / "grid_1deg.txt"
+    grid.write_text(CDO_GRID_1DEG)
+    wdir = work / "weights"
+    cdo_w = work / "cdo_weights.nc"
+    # Untimed preparation: our weights cache, CDO's stored weights, a warm page cache.
+    run([PY, "-c", OURS, str(src), str(work / "warm.nc"), str(wdir)])
+    run(["cdo", "-s", "-O", f"gencon,{grid}", str(src), str(cdo_w)])
+    results = {}
+    for name, cmd in [
+        ("io_floor", [PY, "-c", IO_FLOOR, str(src), str(work / "floor.nc"), "180", "360"]),
+        ("ours regrid_file", [PY, "-c", OURS, str(src), str(work / "ours.nc"), str(wdir)]),
+        ("ours xarray+dask", [PY, "-c", OURS_XARRAY, str(src), str(work / "ours_xr.nc"),
+                              str(wdir)]),
+        ("cdo_remapcon", ["cdo", "-s", "-O", f"remapcon,{grid}", str(src),
+                          str(work / "cdo.nc")]),
+        ("cdo_stored_weights", ["cdo", "-s", "-O", f"remap,{grid},{cdo_w}", str(src),
+                                str(work / "cdo_w.nc")]),
+        ("xarray_regrid", [PY, "-c", XARRAY_REGRID, str(src), str(work / "xr.nc")]),
+    ]:
+        if name.startswith("cdo") and shutil.which("cdo") is None:
+            continue
+        results[name] = run(cmd)
+        print(f"    ran {name}: {results[name][0]:.2f} s", flush=True)
+    floor = results["io_floor"][0]
+    cdo = results.get("cdo_remapcon", (None,))[0]
+    ref = work / "cdo.nc"
+    diffs = {"ours regrid_file": max_diff(work / "ours.nc", ref, "t2m"),
+             "ours xarray+dask": max_diff(work / "ours_xr.nc", ref, "t2m"),
+             "cdo_stored_weights": max_diff(work / "cdo_w.nc", ref, "t2m"),
+             "xarray_regrid": max_diff(work / "xr.nc", ref, "t2m")}
+    print(f"  {'candidate':<22} {'seconds':>8} {'x floor':>9} {'cdo/this':>9} "
+          f"{'peakRSS MiB':>9} {'max|d| vs cdo K':>10}")
+    for name, (sec, rss) in results.items():
+        print(fmt_row(name, sec, rss, floor, cdo, diffs.get(name)))
+    for f in ("ours.nc", "ours_xr.nc", "cdo.nc", "cdo_w.nc", "xr.nc", "floor.nc", "warm.nc"):
+        (work / f).unlink(missing_ok=True)
+    src.unlink()
+
+
+def bench_weights(work: Path) -> None:
+    src = work / "t2m_w.nc"
+    make_global_input(src, 8)
+    out = subprocess.run([PY, "-c", WEIGHTS_TIMING, str(src)], check=True, capture_output=True,
+                         text=True).stdout
+    print("\nWeights 0.25 deg (721x1440) -> 1 deg, best of 3 (in-process):")
+    print(f"  {'method':<14} {'build s':>8} {'load s':>8} {'nonzeros':>9}")
+    for line in out.split("\n"):
+        if line.strip():
+            m, b, l_, n = line.split()
+            print(f"  {m:<14} {float(b):8.4f} {float(l_):8.4f} {int(n):9d}")
+    src.unlink()
+
+
+def bench_aggregate(work: Path) -> None:
+    src = work / "radar.nc"
+    t0 = time.perf_counter()
+    make_radar_input(src)
+    print(f"\nAggregate 1000x1200 x 288 steps -> 100x120 (input "
+          f"{src.stat().st_size / 2**20:.0f} MiB, generated in {time.perf_counter() - t0:.1f} s)")
+    results = {
+        "io_floor": run([PY, "-c", IO_FLOOR, str(src), str(work / "f.nc"), "100", "120"]),
+        "ours (mean,max,4 fractions)": run([PY, "-c", AGG_OURS, str(src), str(work / "a.nc")]),
+        "xarray coarsen (mean,max)": run([PY, "-c", AGG_COARSEN, str(src), str(work / "c.nc")]),
+    }
+    floor = results["io_floor"][0]
+    print(f"  {'candidate':<28} {'seconds':>8} {'x floor':>9} {'peakRSS MiB':>11}")
+    for name, (sec, rss) in results.items():
+        print(f"  {name:<28} {sec:8.2f} {sec / floor:8.2f}x {rss:11.0f}")
+    import xarray as xr
+
+    with xr.open_dataset(work / "a.nc") as a, xr.open_dataset(work / "c.nc") as c:
+        dm = float(np.nanmax(np.abs(a.rr.values - c.rr_mean.values)))
+        print(f"  check: max |ours mean - coarsen mean| = {dm:.2e} (coarsen's skipna mean; "
+              "ours masks cells with <50% valid)" if np.isfinite(dm) else "")
+    for f in ("f.nc", "a.nc", "c.nc", "radar.nc"):
+        (work / f).unlink(missing_ok=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--steps", type=int, nargs="+", default=[48, 240])
+    parser.add_argument("--no-aggregate", action="store_true")
+    parser.add_argument("--workdir", type=Path, default=None, help="where to put temp inputs")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="regrid_bench_", dir=args.workdir))
+    os.environ.setdefault("PYTHONPATH", str(ROOT))
+    try:
+        cdo = subprocess.run(["cdo", "-V"], capture_output=True, text=True) if shutil.which(
+            "cdo") else None
+        cdo_version = ((cdo.stdout or cdo.stderr).splitlines() or ["?"])[0] if cdo else "missing"
+        print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, load average "
+              f"{os.getloadavg()[0]:.1f}; {cdo_version}")
+        bench_weights(work)
+        for n in args.steps:
+            bench_global(work, n)
+        if not args.no_aggregate:
+            bench_aggregate(work)
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
