@@ -224,7 +224,16 @@ def fetch(
                 else:
                     part.unlink()
             algorithms = frozenset({parse_checksum(expected)[0]}) if expected else frozenset()
-            transfer = transport.retrieve(source, part, offset, algorithms, settings)
+            try:
+                transfer = transport.retrieve(source, part, offset, algorithms, settings)
+            except OSError as exc:
+                # Local I/O (disk full, quota, permissions changed under us): retrying the
+                # network cannot fix it, so say where the problem is.
+                raise TransferFailed(
+                    f"cannot write {part}: {exc.strerror or exc}; free space or fix the destination",
+                    retryable=False,
+                    field="dest_dir",
+                ) from None
             resumed_from = max(resumed_from, transfer.resumed_from)
             size = part.stat().st_size
             if transfer.total_size is not None and size != transfer.total_size:

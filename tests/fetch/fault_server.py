@@ -10,6 +10,7 @@ only for the remainder).  Faults are queued per path and consumed one per reques
 - ``Fault("corrupt")``: the full body with one byte flipped (wrong checksum).
 - ``Fault("stall", at=N)``: N bytes then silence until the client gives up (or the server stops).
 - ``Fault("ignore_range")``: answer a Range request with the whole body (200).
+- ``Fault("redirect", location="/other")``: a 302 to another path.
 Paths with no file give 404.
 """
 
@@ -33,6 +34,7 @@ class Fault:
     at: int = 0
     status: int = 500
     retry_after: str | None = None
+    location: str = ""
 
 
 @dataclass
@@ -130,6 +132,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _serve(self, path: str, record: Request, fault: Fault | None) -> None:
         data = self.owner.files.get(path)
+        if fault is not None and fault.kind == "redirect":
+            self.send_response(302)
+            self.send_header("Location", fault.location)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            record.status = 302
+            return
         if fault is not None and fault.kind == "status":
             self._status(record, fault.status, fault.retry_after)
             return

@@ -290,3 +290,50 @@ def test_per_host_connection_cap_holds_across_threads(server, tmp_path, fast_set
         assert server.max_active == 2
     else:
         assert server.max_active > 2  # the same load without a tight cap does overlap
+
+
+def test_redirect_is_followed(server, payload, tmp_path, fast_settings):
+    server.add("/mirror/20200214.tar", payload)
+    url = server.url("/radar/20200214.tar")
+    server.inject("/radar/20200214.tar", Fault("redirect", location="/mirror/20200214.tar"))
+    result = fetch(Source(key="k", url=url, checksum=f"sha256:{sha256_hex(payload)}"), tmp_path, fast_settings)
+    assert result.path.name == "20200214.tar" and result.path.read_bytes() == payload
+    assert [(r.path, r.status) for r in server.requests()] == [("/radar/20200214.tar", 302), ("/mirror/20200214.tar", 200)]
+
+
+def test_skip_and_retries_are_logged(server, payload, tmp_path, fast_settings, caplog):
+    src = _source(server, payload)
+    server.inject("/radar/20200214.tar", Fault("status", status=502))
+    with caplog.at_level("INFO", logger="hpc_workflows.fetch"):
+        fetch(src, tmp_path, fast_settings)
+        fetch(src, tmp_path, fast_settings)
+    text = caplog.text
+    assert "attempt 1/4 failed (HTTP 502" in text and "retrying in" in text
+    assert "already complete and verified; skipping" in text
+
+
+def test_disk_errors_are_reported_as_destination_problems(server, payload, tmp_path, fast_settings, monkeypatch):
+    """A write error (ENOSPC here, raised by the real file object's write) is not retried."""
+    import errno
+
+    import hpc_workflows.fetch.partfile as partfile
+
+    src = _source(server, payload)
+    real_open = open
+
+    class FullDisk:
+        def __init__(self, fh):
+            self._fh = fh
+
+        def write(self, chunk):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        def __getattr__(self, name):
+            return getattr(self._fh, name)
+
+    monkeypatch.setattr(partfile, "open", lambda *a, **k: FullDisk(real_open(*a, **k)), raising=False)
+    with pytest.raises(FetchError) as info:
+        fetch(src, tmp_path, fast_settings)
+    assert info.value.field == "dest_dir" and "No space left" in str(info.value)
+    assert len(server.requests()) == 1
+    assert not (tmp_path / "20200214.tar").exists()
