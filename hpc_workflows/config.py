@@ -261,6 +261,9 @@ class TimeAggregationConfig(Config):
     scale: float = Field(
         default=1.0, description="Factor applied after aggregating, e.g. 1/12 for 5-min rates."
     )
+    units: Optional[str] = Field(
+        default=None, description="New units after aggregating, e.g. 'mm' for summed mm/h rates."
+    )
 
     @field_validator("how")
     @classmethod

@@ -42,6 +42,7 @@ class PreprocessSettings:
     time_freq: str | None = None
     time_how: str = "mean"
     time_scale: float = 1.0
+    time_units: str | None = None
     window_start: _dt.datetime | None = None
     window_end: _dt.datetime | None = None
     compression_level: int = 4
@@ -166,7 +167,10 @@ def preprocess_file(
         if settings.time_freq:
             from hpc_workflows.temporal import resample_time
 
-            ds = resample_time(ds[names], settings.time_freq, how=settings.time_how, scale=settings.time_scale)
+            resampled = resample_time(ds[names], settings.time_freq, how=settings.time_how,
+                                      scale=settings.time_scale, units=settings.time_units)
+            # Keep what describes the grid (grid_mapping variables, 2-D lat/lon, bounds).
+            ds = resampled.assign(_ancillaries(ds, names))
         out = regrid(
             ds,
             target,
@@ -202,6 +206,20 @@ def preprocess_file(
         mean_before=mean_before,
         mean_after=mean_after,
     )
+
+
+def _ancillaries(ds: xr.Dataset, names: list[str]) -> dict[str, xr.DataArray]:
+    """Non-time variables the named ones refer to (grid_mapping, bounds, coordinates)."""
+    wanted: set[str] = set()
+    for name in names:
+        attrs = ds[name].attrs
+        wanted.update(str(attrs.get("grid_mapping", "")).replace(":", " ").split()[:1])
+        wanted.update(str(attrs.get("coordinates", "")).split())
+    for name in list(ds.coords):
+        bounds = ds[name].attrs.get("bounds")
+        if bounds:
+            wanted.add(str(bounds))
+    return {n: ds[n] for n in wanted if n in ds.variables and "time" not in ds[n].dims}
 
 
 def _has_time(path: Path) -> bool:

@@ -27,7 +27,7 @@ from dagster import (
 )
 
 from hpc_workflows.config import WorkflowConfig
-from hpc_workflows.fetch import FetchError, Source, fetch, merge_daily, unpack
+from hpc_workflows.fetch import FetchError, Source, fetch, merge_daily, sha256_file, unpack
 from hpc_workflows.pipeline.settings import fetch_settings, planned_sources, preprocess_settings
 from hpc_workflows.preprocess import preprocess_file
 
@@ -89,17 +89,7 @@ def fetch_source_op(context: OpExecutionContext, config: WorkflowConfig, source:
         products = {"data": path}
         merged_sha = {"data": result.sha256}
     else:
-        members = unpack(path, work / "extract", config.source.members)
-        products = {}
-        names = config.source.products or ["data"]
-        for product in names:
-            mine = [m for m in members if product == "data" or product in m.name]
-            if not mine:
-                raise FetchError(src, f"no unpacked member matches product {product!r}: check source.members/products")
-            products[product] = merge_daily(sorted(mine), work / "merged" / f"{product}_{src.key}.nc")
-        shutil.rmtree(work / "extract", ignore_errors=True)
-        from hpc_workflows.fetch.verify import sha256_file
-
+        products = _unpack_and_merge(context, config, src, path, work, fresh_download=not result.skipped)
         merged_sha = {p: sha256_file(f) for p, f in products.items()}
 
     context.add_output_metadata({k: (v if isinstance(v, (int, float, str, bool)) else str(v))
@@ -113,6 +103,34 @@ def fetch_source_op(context: OpExecutionContext, config: WorkflowConfig, source:
         "seconds": result.seconds,
         "products": {p: {"path": str(f), "sha256": merged_sha[p]} for p, f in products.items()},
     }
+
+
+def _unpack_and_merge(
+    context: OpExecutionContext, config: WorkflowConfig, src: Source, archive: Path, work: Path,
+    *, fresh_download: bool,
+) -> dict[str, Path]:
+    """Unpack an archive and merge each product's members into one netCDF for this source."""
+    names = config.source.products or ["data"]
+    merged = {p: work / "merged" / f"{p}_{src.key}.nc" for p in names}
+    if fresh_download:
+        # A new download may differ from what an earlier run merged: never reuse those.
+        for path in merged.values():
+            path.unlink(missing_ok=True)
+    elif all(p.is_file() for p in merged.values()):
+        context.log.info(f"{src.key}: merged files already complete; not unpacking again")
+        return merged
+    members = unpack(archive, work / "extract", config.source.members)
+    for product, out in merged.items():
+        mine = [m for m in members if product == "data" or product in m.name]
+        if not mine:
+            raise FetchError(
+                src, f"no unpacked member matches product {product!r} "
+                f"({len(members)} member(s) kept by source.members): check source.members/products"
+            )
+        merge_daily(sorted(mine), out)
+    # The extract folder can be as large as the archive: free the scratch space now.
+    shutil.rmtree(work / "extract", ignore_errors=True)
+    return merged
 
 
 @op(name="regrid_and_write", retry_policy=STEP_RETRY, tags={"kind": "regrid"})

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import datetime
 import os
 from pathlib import Path
 
 from hpc_workflows.config import WorkflowConfig
-from hpc_workflows.fetch import FetchSettings, Source, plan_sources, read_manifest
+from hpc_workflows.fetch import FetchSettings, Source, parse_step, plan_sources, read_manifest
 from hpc_workflows.preprocess import PreprocessSettings
 
 __all__ = ["fetch_settings", "planned_sources", "preprocess_settings"]
@@ -40,6 +41,11 @@ def fetch_settings(cfg: WorkflowConfig) -> FetchSettings:
     )
 
 
+def _window_data_end(cfg: WorkflowConfig) -> datetime.datetime:
+    step = parse_step(cfg.window.step)
+    return cfg.window.end_datetime + step - datetime.timedelta(seconds=1)
+
+
 def preprocess_settings(cfg: WorkflowConfig) -> PreprocessSettings:
     """PreprocessSettings for this run's regrid and output sections."""
     rg = cfg.regrid
@@ -56,7 +62,9 @@ def preprocess_settings(cfg: WorkflowConfig) -> PreprocessSettings:
         time_freq=agg.freq if agg else None,
         time_how=agg.how if agg else "mean",
         time_scale=agg.scale if agg else 1.0,
+        time_units=agg.units if agg else None,
         window_start=cfg.window.start_datetime if cfg.subset_time else None,
-        window_end=cfg.window.end_datetime if cfg.subset_time else None,
+        # The last source covers [end, end + step): keep its data, not just its first instant.
+        window_end=_window_data_end(cfg) if cfg.subset_time else None,
         compression_level=cfg.output.compression_level,
     )
