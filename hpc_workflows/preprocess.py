@@ -156,7 +156,7 @@ def preprocess_file(
 
     target = parse_target_grid(settings.target)
     # Chunk over time only: memory is bounded by one chunk of full 2-D fields.
-    with xr.open_dataset(source, chunks={"time": 24} if _has_time(source) else {}) as ds:
+    with xr.open_dataset(source, chunks=_time_chunks(source)) as ds:
         names = _gridded_variables(ds, settings.variables, source)
         ds = _subset_time(ds, settings)
         if "time" in ds.dims and ds.sizes["time"] == 0:
@@ -171,6 +171,7 @@ def preprocess_file(
                                       scale=settings.time_scale, units=settings.time_units)
             # Keep what describes the grid (grid_mapping variables, 2-D lat/lon, bounds).
             ds = resampled.assign(_ancillaries(ds, names))
+            _retime_units(ds)
         out = regrid(
             ds,
             target,
@@ -208,6 +209,20 @@ def preprocess_file(
     )
 
 
+def _retime_units(ds: xr.Dataset) -> None:
+    """Give time and its bounds the same units, fine enough for the resampled steps.
+
+    The source's units (e.g. whole days as int64) may not hold 3-hourly steps exactly, and CF
+    wants a bounds variable in its coordinate's units.
+    """
+    units = str(ds["time"].encoding.get("units", "days since 1970-01-01"))
+    reference = units.split(" since ", 1)[1] if " since " in units else "1970-01-01"
+    names = ["time"] + [str(ds["time"].attrs["bounds"])] if "bounds" in ds["time"].attrs else ["time"]
+    for name in names:
+        if name in ds.variables:
+            ds[name].encoding.update(units=f"minutes since {reference}", dtype="float64")
+
+
 def _ancillaries(ds: xr.Dataset, names: list[str]) -> dict[str, xr.DataArray]:
     """Non-time variables the named ones refer to (grid_mapping, bounds, coordinates)."""
     wanted: set[str] = set()
@@ -222,9 +237,16 @@ def _ancillaries(ds: xr.Dataset, names: list[str]) -> dict[str, xr.DataArray]:
     return {n: ds[n] for n in wanted if n in ds.variables and "time" not in ds[n].dims}
 
 
-def _has_time(path: Path) -> bool:
-    with xr.open_dataset(path) as ds:
-        return "time" in ds.dims
+def _time_chunks(path: Path, steps: int = 24) -> dict[str, int]:
+    """Chunks of about ``steps`` time steps, aligned with the file's own chunking."""
+    with xr.open_dataset(path, chunks={}) as ds:
+        if "time" not in ds.dims:
+            return {}
+        stored = max(
+            (v.encoding.get("chunksizes") or (1,))[v.dims.index("time")]
+            for v in ds.data_vars.values() if "time" in v.dims
+        ) if any("time" in v.dims for v in ds.data_vars.values()) else 1
+    return {"time": max(stored, (steps // stored) * stored)}
 
 
 def _safe_mean(fn: Any, da: xr.DataArray) -> float:
