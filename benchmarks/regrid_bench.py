@@ -160,17 +160,27 @@ out.to_netcdf(dst)
 """
 
 
-def run(cmd: list[str], env: dict | None = None) -> tuple[float, float]:
-    """Run ``cmd``; return (wall seconds, peak RSS MiB of that process tree's main process)."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - t0
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    out, err = proc.stdout.read(), proc.stderr.read()
-    if proc.returncode != 0:
-        raise RuntimeError(f"{cmd[:3]} failed ({proc.returncode}): {err.decode()[-2000:]}")
-    return seconds, usage.ru_maxrss / 1024.0
+# A tiny launcher measures the candidate's peak RSS. Measuring from this (large) process
+# would be wrong: a forked child counts the parent's resident pages until it execs.
+LAUNCHER = r"""
+import resource, subprocess, sys, time
+t0 = time.perf_counter()
+rc = subprocess.call(sys.argv[1:])
+sec = time.perf_counter() - t0
+print(sec, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0, rc)
+"""
+
+
+def run(cmd: list[str]) -> tuple[float, float]:
+    """Run ``cmd`` in its own process; return (wall seconds, its peak RSS in MiB)."""
+    res = subprocess.run([sys.executable, "-c", LAUNCHER, *cmd], capture_output=True, text=True)
+    try:
+        sec, rss, rc = res.stdout.strip().splitlines()[-1].split()
+    except (IndexError, ValueError):
+        raise RuntimeError(f"{cmd[:3]} failed: {res.stderr[-2000:]}") from None
+    if int(rc) != 0:
+        raise RuntimeError(f"{cmd[:3]} failed ({rc}): {res.stderr[-2000:]}")
+    return float(sec), float(rss)
 
 
 def make_global_input(path: Path, nsteps: int) -> None:

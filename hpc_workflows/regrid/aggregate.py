@@ -93,7 +93,9 @@ def aggregate_numpy(x: np.ndarray, plan: AggregationPlan, statistics: list[str],
     # Gather once into target-cell order. reduceat's dtype= argument casts element by
     # element (measured ~8x slower), so counts use the default bool -> int64 reduction and
     # sums an explicit float64 copy.
-    xs = x.reshape((-1, x.shape[-2] * x.shape[-1]))[:, plan.gather]
+    # np.take keeps the result C-contiguous (x[:, idx] comes back Fortran-ordered, which
+    # made every reduceat below ~6x slower).
+    xs = np.take(x.reshape((-1, x.shape[-2] * x.shape[-1])), plan.gather, axis=1)
     if not np.issubdtype(xs.dtype, np.floating):
         xs = xs.astype(np.float64)
     m = xs.shape[0]
