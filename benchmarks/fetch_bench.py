@@ -93,9 +93,11 @@ def run_ours(spec_path: str) -> None:
     fetcher.fsync_file, fetcher.fsync_dir = timed(fetcher.fsync_file), timed(fetcher.fsync_dir)
     spec = json.loads(Path(spec_path).read_text())
     sources = [Source(key=f"f{i}", url=u, checksum=c) for i, (u, c) in enumerate(spec["sources"])]
-    settings = FetchSettings(max_connections_per_host=max(1, spec["parallel"]))
+    settings = FetchSettings(max_connections_per_host=max(1, spec["parallel"]), fsync=spec["fsync"])
     dest = Path(spec["dest"])
-    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    rss_before = usage.ru_maxrss * 1024
+    cpu_before = usage.ru_utime + usage.ru_stime
     started = time.perf_counter()
     if spec["parallel"] <= 1:
         results = [fetch(s, dest, settings) for s in sources]
@@ -103,11 +105,13 @@ def run_ours(spec_path: str) -> None:
         with ThreadPoolExecutor(spec["parallel"]) as pool:
             results = list(pool.map(lambda s: fetch(s, dest, settings), sources))
     seconds = time.perf_counter() - started
-    rss_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    rss_peak = usage.ru_maxrss * 1024
+    cpu = usage.ru_utime + usage.ru_stime - cpu_before
     assert all(r.verified and not r.skipped for r in results)
     print(json.dumps({"seconds": seconds, "bytes": sum(r.bytes for r in results),
                       "rss_before": rss_before, "rss_peak": rss_peak,
-                      "fsync_seconds": synced["seconds"]}))
+                      "fsync_seconds": synced["seconds"], "cpu_seconds": cpu}))
 
 
 # --- driver -----------------------------------------------------------------------------------
@@ -128,21 +132,25 @@ def make_files(folder: Path, count: int, size: int) -> list[tuple[str, str]]:
     return out
 
 
-def time_curl(urls: list[str], dest: Path, parallel: int) -> float:
+def time_curl(urls: list[str], dest: Path, parallel: int) -> tuple[float, float]:
+    """Wall seconds and CPU seconds (user + system) of one curl run."""
     args = ["curl", "--silent", "--show-error", "--fail", "--no-progress-meter"]
     if parallel > 1:
         args += ["--parallel", "--parallel-max", str(parallel)]
     for url in urls:
         args += ["-o", str(dest / url.rsplit("/", 1)[1]), url]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     subprocess.run(args, check=True)
-    return time.perf_counter() - started
+    seconds = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return seconds, (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
 
 
-def time_ours(urls: list[str], sums: list[str], dest: Path, parallel: int, work: Path) -> dict:
+def time_ours(urls: list[str], sums: list[str], dest: Path, parallel: int, work: Path, fsync: bool) -> dict:
     spec = work / "spec.json"
     spec.write_text(json.dumps({"sources": [[u, f"sha256:{s}"] for u, s in zip(urls, sums)],
-                                "dest": str(dest), "parallel": parallel}))
+                                "dest": str(dest), "parallel": parallel, "fsync": fsync}))
     proc = subprocess.run([sys.executable, __file__, "--ours", str(spec)], check=True,
                           capture_output=True, text=True)
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -173,18 +181,26 @@ def main(argv: list[str] | None = None) -> int:
         rates: dict[tuple[str, str], list[float]] = {}
         rss: dict[str, dict] = {}
         fsyncs: dict[str, list[float]] = {}
-        for _ in range(args.rounds):
+        cpus: dict[tuple[str, str], list[float]] = {}
+        tools = ("curl", "ours", "ours_nofsync")
+        for round_number in range(args.rounds):
             for mode, par in (("sequential", 1), ("parallel", args.parallel)):
-                for tool in ("curl", "ours"):
+                # Rotate the order so no tool always runs right after another's writes.
+                shift = round_number % len(tools)
+                for tool in tools[shift:] + tools[:shift]:
                     dest = work / "dest"
                     shutil.rmtree(dest, ignore_errors=True)
                     dest.mkdir()
+                    # Start every run with no dirty pages left by the previous one: otherwise
+                    # the kernel makes whoever runs next pay for writing back the last run's data.
+                    os.sync()
                     if tool == "curl":
-                        seconds = time_curl(urls, dest, par)
+                        seconds, cpu = time_curl(urls, dest, par)
                     else:
-                        info = time_ours(urls, sums, dest, par, work)
-                        seconds = info["seconds"]
-                        fsyncs.setdefault(mode, []).append(info["fsync_seconds"] / seconds)
+                        info = time_ours(urls, sums, dest, par, work, fsync=tool == "ours")
+                        seconds, cpu = info["seconds"], info["cpu_seconds"]
+                        if tool == "ours":
+                            fsyncs.setdefault(mode, []).append(info["fsync_seconds"] / seconds)
                         prev = rss.get(mode)
                         if prev is None or info["rss_peak"] > prev["rss_peak"]:
                             rss[mode] = info
@@ -192,19 +208,38 @@ def main(argv: list[str] | None = None) -> int:
                     if got != total:
                         raise RuntimeError(f"{tool} {mode}: got {got} bytes, expected {total}")
                     rates.setdefault((mode, tool), []).append(total / 1e6 / seconds)
+                    cpus.setdefault((mode, tool), []).append(cpu / (total / 1e9))
+
+        # Memory must not grow with file size: fetch one file 4x as large and compare.
+        shutil.rmtree(work / "dest", ignore_errors=True)
+        (work / "dest").mkdir()
+        for name, _ in files:
+            (served / name).unlink()
+        big = make_files(served, 1, 4 * size)
+        os.sync()
+        big_info = time_ours([f"http://127.0.0.1:{port}/{big[0][0]}"], [big[0][1]], work / "dest", 1, work, fsync=True)
+
         print(f"\nfetch benchmark: {args.files} files x {args.size_mb} MiB from a loopback HTTP server, "
               f"parallel={args.parallel}, median of {args.rounds} round(s)")
-        print(f"{'mode':<11} {'curl MB/s':>10} {'ours MB/s':>10} {'ours/curl':>10} "
-              f"{'our peak RSS':>13} {'RSS growth':>11} {'ours in fsync':>14}")
+        print(f"{'mode':<11} {'curl MB/s':>10} {'ours MB/s':>10} {'ours/curl':>10} {'(no fsync)':>11} "
+              f"{'ours/curl':>10} {'fsync share':>12} {'peak RSS':>10} {'RSS growth':>11}")
         for mode in ("sequential", "parallel"):
             curl = statistics.median(rates[(mode, "curl")])
             ours = statistics.median(rates[(mode, "ours")])
+            nofsync = statistics.median(rates[(mode, "ours_nofsync")])
             info = rss[mode]
-            print(f"{mode:<11} {curl:>10.0f} {ours:>10.0f} {ours / curl:>10.2f} "
-                  f"{info['rss_peak'] / 2**20:>10.0f} MiB {(info['rss_peak'] - info['rss_before']) / 2**20:>7.1f} MiB "
-                  f"{100 * statistics.median(fsyncs[mode]):>13.0f}%")
-        print(f"(file size {args.size_mb} MiB; RSS growth = peak during downloads minus after imports; "
-              "ours includes sha256 verification and fsync)")
+            print(f"{mode:<11} {curl:>10.0f} {ours:>10.0f} {ours / curl:>10.2f} {nofsync:>11.0f} "
+                  f"{nofsync / curl:>10.2f} {100 * statistics.median(fsyncs[mode]):>11.0f}% "
+                  f"{info['rss_peak'] / 2**20:>6.0f} MiB {(info['rss_peak'] - info['rss_before']) / 2**20:>7.1f} MiB")
+        print(f"{'CPU s/GB':<11} " + "  ".join(
+            f"{mode}: curl {statistics.median(cpus[(mode, 'curl')]):.2f}, ours {statistics.median(cpus[(mode, 'ours')]):.2f}"
+            for mode in ("sequential", "parallel")) + f"   (load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
+        growth = (big_info["rss_peak"] - big_info["rss_before"]) / 2**20
+        print(f"memory: one {4 * args.size_mb} MiB file grew our RSS by {growth:.1f} MiB "
+              f"(sequential {args.size_mb} MiB files: "
+              f"{(rss['sequential']['rss_peak'] - rss['sequential']['rss_before']) / 2**20:.1f} MiB)")
+        print("ours = default settings (sha256 verified, fsync before rename); curl = bare download, "
+              "no checksum, no fsync")
         return 0
     finally:
         if server is not None:

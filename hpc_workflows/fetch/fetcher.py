@@ -255,9 +255,11 @@ def fetch(
                 # Corrupt in transit or at the origin: never keep it, never resume from it.
                 part.unlink(missing_ok=True)
                 raise TransferFailed(problem, retryable=True, field="checksum")
-            fsync_file(part)
+            if settings.fsync:
+                fsync_file(part)
             os.replace(part, final)
-            fsync_dir(dest_dir)
+            if settings.fsync:
+                fsync_dir(dest_dir)
             seconds = time.monotonic() - started
             result = FetchResult(
                 source=source, path=final, bytes=size, seconds=seconds, sha256=digests["sha256"],
