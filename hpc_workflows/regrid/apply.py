@@ -15,8 +15,11 @@ further than this rule. Values decoded from ``_FillValue``/``missing_value`` by 
 and follow the same rule. For ``nearest`` the single weight is 1 or 0, so a target cell is
 missing exactly when its nearest source cell is.
 
-The arithmetic is float64 (weights and sums) and the result is cast back to the input's
-floating dtype (float32 stays float32).
+Precision: float32 data is weighted in float32 (2-2.5x faster than float64 here; the result
+is within a few float32 ulps of float64 arithmetic, i.e. within the noise of the float32
+output), float64 and integer data in float64. The valid-weight sums that decide which cells
+are missing are always float64, so the missing-value rule never depends on rounding. The
+result has the input's floating dtype (float64 for integer input).
 """
 
 from __future__ import annotations
@@ -35,8 +38,8 @@ __all__ = ["apply_weights", "apply_weights_numpy"]
 _TINY = 1e-12
 
 
-def _separable(x: np.ndarray, a, b) -> np.ndarray:
-    """``A @ x[m] @ B.T`` for every leading index ``m`` of x (m, ny, nx), as float64.
+def _separable(x: np.ndarray, a, b, dtype: type = np.float64) -> np.ndarray:
+    """``A @ x[m] @ B.T`` for every leading index ``m`` of x (m, ny, nx), in ``dtype``.
 
     Latitude first: one transposed float64 copy of the input puts ``ny`` in front so a
     single sparse product ``A @ (ny, m*nx)`` serves every time step; the (4x smaller for
@@ -45,7 +48,7 @@ def _separable(x: np.ndarray, a, b) -> np.ndarray:
     """
     m, ny, nx = x.shape
     nyt, nxt = a.shape[0], b.shape[0]
-    xt = np.ascontiguousarray(x.transpose(1, 0, 2), dtype=np.float64).reshape(ny, m * nx)
+    xt = np.ascontiguousarray(x.transpose(1, 0, 2), dtype=dtype).reshape(ny, m * nx)
     y = a @ xt  # (nyt, m * nx)
     y = np.ascontiguousarray(y.reshape(nyt * m, nx).T)  # (nx, nyt * m)
     z = b @ y  # (nxt, nyt * m)
@@ -80,21 +83,22 @@ def apply_weights_numpy(x: np.ndarray, w: Weights, min_valid_fraction: float = 0
     x3 = x.reshape((-1, ny, nx))
     valid = ~np.isnan(x3) if np.issubdtype(x3.dtype, np.floating) else np.ones(x3.shape, bool)
     all_valid = bool(valid.all())
-    xf = x3 if all_valid else np.where(valid, x3, 0.0)
+    xf = x3 if all_valid else np.where(valid, x3, x3.dtype.type(0))
 
-    def op(arr: np.ndarray) -> np.ndarray:
+    def op(arr: np.ndarray, dtype: type) -> np.ndarray:
+        parts = w.factors(dtype)
         if w.separable:
-            return _separable(arr, w.lat_factor, w.lon_factor)
+            return _separable(arr, parts[0], parts[1], dtype)
         m = arr.shape[0]
-        cols = np.ascontiguousarray(arr.reshape(m, ny * nx).T, dtype=np.float64)
-        return (w.matrix @ cols).T.reshape((m,) + w.target_shape)
+        cols = np.ascontiguousarray(arr.reshape(m, ny * nx).T, dtype=dtype)
+        return (parts[0] @ cols).T.reshape((m,) + w.target_shape)
 
-    num = op(xf)
+    num = op(xf, np.float32 if x3.dtype == np.float32 else np.float64)
     if all_valid:
         den = coverage if coverage is not None else w.coverage()
         den = np.broadcast_to(den, num.shape)
     else:
-        den = op(valid)  # op casts the boolean mask to float64 in its transposed copy
+        den = op(valid, np.float64)  # op casts the boolean mask in its transposed copy
     threshold = max(float(min_valid_fraction), _TINY)
     with np.errstate(invalid="ignore", divide="ignore"):
         # den > 0 keeps "no valid source at all" missing even when min_valid_fraction is 0.

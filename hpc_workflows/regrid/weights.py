@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,15 @@ class Weights:
     build_seconds: float = 0.0
     load_seconds: float = 0.0
     from_cache: bool = False
+    _cast: dict = field(default_factory=dict, repr=False)
+
+    def factors(self, dtype: np.dtype) -> tuple:
+        """(lat_factor, lon_factor) or (matrix,) with values cast to ``dtype`` (cached)."""
+        key = np.dtype(dtype).str
+        if key not in self._cast:
+            parts = (self.lat_factor, self.lon_factor) if self.separable else (self.matrix,)
+            self._cast[key] = tuple(m.astype(dtype) for m in parts)
+        return self._cast[key]
 
     @property
     def separable(self) -> bool:

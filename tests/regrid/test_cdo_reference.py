@@ -31,7 +31,9 @@ yfirst = -89.5
 yinc = 1
 """
 
-FLOAT32_NOISE_K = 1e-4  # a few float32 ulps at 300 K
+# float32 noise: 4 ulps at the field's largest values (~330 K); we weight float32 data in
+# float32, CDO in float64.
+FLOAT32_NOISE_K = 4 * float(np.spacing(np.float32(330.0)))
 
 
 def _write_source(tmp: Path, lat: np.ndarray, lon: np.ndarray, data: np.ndarray) -> Path:
