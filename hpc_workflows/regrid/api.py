@@ -44,13 +44,17 @@ def _spatial_variables(ds: xr.Dataset, variables: list[str] | None) -> list[str]
             raise RegridError(f"{describe_origin(ds)}: variables {missing} not found; "
                               f"available: {sorted(map(str, ds.data_vars))}")
         return list(variables)
+    bounds = {str(v.attrs.get("bounds")) for v in ds.variables.values() if "bounds" in v.attrs}
     names = [str(v) for v, da in ds.data_vars.items()
-             if da.ndim >= 2 and np.issubdtype(da.dtype, np.number)
-             and "bnds" not in str(v) and "bounds" not in str(v)]
+             if da.ndim >= 2 and np.issubdtype(da.dtype, np.number) and str(v) not in bounds
+             and not str(v).endswith(("_bnds", "_bounds"))]
     if not names:
         raise RegridError(f"{describe_origin(ds)}: no numeric data variable with 2 or more "
                           "dimensions to regrid")
-    return names
+    # Default: the variables on the horizontal dims of the largest one (others, e.g. a
+    # (time, nv) table, are carried over unchanged instead of failing the call).
+    largest = max(names, key=lambda n: ds[n].size)
+    return [n for n in names if ds[n].dims[-2:] == ds[largest].dims[-2:]]
 
 
 def _target_coords(target: TargetGrid) -> dict[str, Any]:

@@ -90,10 +90,12 @@ def _select(nc: Any, variables: list[str] | None, src: Path) -> list[str]:
     bounds = {str(_attrs(v).get("bounds")) for v in nc.variables.values()}
     names = [n for n, v in nc.variables.items()
              if v.ndim >= 2 and n not in dim_names and n not in bounds
-             and np.issubdtype(v.dtype, np.number)]
+             and not n.endswith(("_bnds", "_bounds")) and np.issubdtype(v.dtype, np.number)]
     if not names:
         raise RegridError(f"file {str(src)!r}: no numeric variable with 2 or more dimensions")
-    return names
+    # Same default as regrid(): the variables on the horizontal dims of the largest one.
+    largest = max(names, key=lambda n: nc[n].size)
+    return [n for n in names if nc[n].dimensions[-2:] == nc[largest].dimensions[-2:]]
 
 
 def _read_block(var: Any, i0: int, i1: int, out_dtype: np.dtype) -> np.ndarray:

@@ -86,3 +86,14 @@ def test_stream_does_not_import_xarray_or_dask(tmp_path: Path) -> None:
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_default_variables_skip_non_spatial_2d_tables(tmp_path: Path) -> None:
+    ds = latlon_dataset(centres(-90, 90, 10.0), centres(0, 360, 10.0))
+    ds["levels_table"] = (("time", "nv"), np.ones((2, 3)))
+    out = regrid(ds, "global_20deg")
+    assert out.tas.shape == (2, 9, 18) and out.levels_table.shape == (2, 3)
+    src = tmp_path / "in.nc"
+    ds.to_netcdf(src)
+    with xr.open_dataset(regrid_file(src, tmp_path / "o.nc", "global_20deg")) as o:
+        assert o.tas.shape == (2, 9, 18) and o.levels_table.shape == (2, 3)
