@@ -69,6 +69,11 @@ class FetchError(Exception):
         self.attempts = attempts
         super().__init__(self._message())
 
+    def __reduce__(self):
+        # Steps run in other processes (Dask workers, Dagster subprocesses): the error must
+        # survive pickling with its fields, not be rebuilt from the message alone.
+        return (_rebuild_fetch_error, (self.source, self.reason, self.field, self.attempts))
+
     def _message(self) -> str:
         where = ""
         if self.source is not None:
@@ -78,6 +83,10 @@ class FetchError(Exception):
         field = f" [field: {self.field}]" if self.field else ""
         tries = f" after {self.attempts} attempt(s)" if self.attempts > 1 else ""
         return f"{where}{field}: {self.reason}{tries}"
+
+
+def _rebuild_fetch_error(source, reason, field, attempts) -> FetchError:
+    return FetchError(source, reason, field=field, attempts=attempts)
 
 
 class TransferFailed(Exception):

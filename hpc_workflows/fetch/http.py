@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 from pathlib import Path
@@ -52,7 +53,8 @@ _clients_lock = threading.Lock()
 def _client(settings: "FetchSettings") -> httpx.Client:
     """One shared client per distinct settings in this process (thread-safe, keeps connections
     alive between files, and builds its TLS context once instead of once per file)."""
-    key = (settings.connect_timeout, settings.read_timeout, settings.verify_tls, settings.max_connections_per_host)
+    # The pid keeps a forked child from sharing its parent's pooled sockets.
+    key = (os.getpid(), settings.connect_timeout, settings.read_timeout, settings.verify_tls, settings.max_connections_per_host)
     with _clients_lock:
         client = _clients.get(key)
         if client is None:
@@ -119,7 +121,7 @@ class HttpTransport:
             if self._validator:
                 headers["If-Range"] = self._validator
         try:
-            with host_slot(_host_key(url), settings.max_connections_per_host):
+            with host_slot(_host_key(url), settings.max_connections_per_host, settings.resolved_host_lock_dir):
                 client = _client(settings)
                 with client.stream("GET", url, headers=headers) as response:
                     return self._receive(response, part, offset, algorithms, settings, url)
@@ -171,7 +173,7 @@ class HttpTransport:
 
     def read_text(self, url: str, settings: "FetchSettings") -> str:
         try:
-            with host_slot(_host_key(url), settings.max_connections_per_host):
+            with host_slot(_host_key(url), settings.max_connections_per_host, settings.resolved_host_lock_dir):
                 client = _client(settings)
                 response = client.get(url, headers=dict(settings.headers))
         except httpx.HTTPError as exc:

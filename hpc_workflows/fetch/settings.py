@@ -73,7 +73,12 @@ class FetchSettings:
     command_timeout : float, optional
         Seconds before a hung archive command is killed (None: no limit).
     max_connections_per_host : int
-        Concurrent connections to one host from this process (across threads).
+        Concurrent connections to one host, across the threads of a process and, through
+        lock files in ``host_lock_dir``, across processes.
+    host_lock_dir : str, optional
+        Folder for the cross-process connection slots: ``"auto"`` (default) is a node-local
+        per-user temporary folder, a path on a shared filesystem with working ``flock``
+        extends the cap across nodes, None limits threads of one process only.
     chunk_size : int
         Bytes per read/write while streaming.
     checksum_sidecar : str, optional
@@ -106,6 +111,7 @@ class FetchSettings:
     read_timeout: float = 60.0
     command_timeout: float | None = None
     max_connections_per_host: int = 4
+    host_lock_dir: str | None = "auto"
     chunk_size: int = 1 << 20
     checksum_sidecar: str | None = None
     resume: bool = True
@@ -151,6 +157,15 @@ class FetchSettings:
             raise ValueError(
                 f"FetchSettings.checksum_sidecar must be None, 'sha256' or 'md5', got {self.checksum_sidecar!r}"
             )
+
+    @property
+    def resolved_host_lock_dir(self) -> str | None:
+        """``host_lock_dir`` with ``"auto"`` replaced by the node-local default folder."""
+        if self.host_lock_dir == "auto":
+            from hpc_workflows.fetch.hostlimit import default_lock_dir
+
+            return default_lock_dir()
+        return self.host_lock_dir
 
     @property
     def max_attempts(self) -> int:

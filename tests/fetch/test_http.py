@@ -337,3 +337,25 @@ def test_disk_errors_are_reported_as_destination_problems(server, payload, tmp_p
     assert info.value.field == "dest_dir" and "No space left" in str(info.value)
     assert len(server.requests()) == 1
     assert not (tmp_path / "20200214.tar").exists()
+
+
+def test_per_host_connection_cap_holds_across_processes(server, tmp_path, fast_settings):
+    """Forked worker processes share the cap through flock'd slot files."""
+    import multiprocessing
+
+    import hpc_workflows.fetch.http  # noqa: F401 - imported before the fork, so children start at once
+
+    server.hold = 0.5
+    sources = [Source(key=f"k{i}", url=server.add(f"/p{i}.bin", os.urandom(1000))) for i in range(4)]
+    fast_settings.max_connections_per_host = 2
+    fast_settings.read_timeout = 10.0
+    fast_settings.host_lock_dir = str(tmp_path / "slots")
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=fetch, args=(s, tmp_path / "dl", fast_settings)) for s in sources]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=60)
+    assert [p.exitcode for p in procs] == [0, 0, 0, 0]
+    assert len(server.requests()) == 4
+    assert server.max_active == 2

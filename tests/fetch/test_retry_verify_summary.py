@@ -56,3 +56,12 @@ def test_summary_counts_done_skipped_failed():
     assert summary.mb_per_s == pytest.approx(2.0)
     assert "HTTP 404" in summary.as_metadata()["failures"]
     assert "1 fetched, 1 already complete, 1 failed" in str(summary)
+
+
+def test_fetch_error_survives_pickling_between_processes():
+    import pickle
+
+    src = Source(key="k", url="https://h/a")
+    err = pickle.loads(pickle.dumps(FetchError(src, "HTTP 404 Not Found", field="url", attempts=1)))
+    assert (err.source, err.reason, err.field, err.attempts) == (src, "HTTP 404 Not Found", "url", 1)
+    assert str(err) == str(FetchError(src, "HTTP 404 Not Found", field="url", attempts=1))
