@@ -82,20 +82,36 @@ class AggregationPlan:
         self.n_target = n_target
 
 
+_BATCH_ELEMENTS = 4_000_000  # source values per batch: bounds the float64/bool temporaries
+
+
 def aggregate_numpy(x: np.ndarray, plan: AggregationPlan, statistics: list[str],
                     bands: list[tuple[float, float]] | None, min_valid_fraction: float
                     ) -> np.ndarray:
     """Statistics for ``x`` (..., ny, nx) → (..., n_out, n_target) float64.
 
     ``n_out`` is one per statistic in order, with ``fraction`` expanded to one per band.
+    Leading steps are processed in batches of ~4 M source values so the temporaries stay
+    at a few tens of MB whatever the chunk size.
     """
     lead = x.shape[:-2]
+    flat = x.reshape((-1, x.shape[-2] * x.shape[-1]))
+    step = max(1, _BATCH_ELEMENTS // max(1, plan.gather.size))
+    parts = [_aggregate_batch(flat[i:i + step], plan, statistics, bands, min_valid_fraction)
+             for i in range(0, flat.shape[0], step)]
+    result = np.concatenate(parts, axis=0) if parts else np.zeros((0, 0, plan.n_target))
+    return result.reshape(lead + result.shape[1:])
+
+
+def _aggregate_batch(flat: np.ndarray, plan: AggregationPlan, statistics: list[str],
+                     bands: list[tuple[float, float]] | None, min_valid_fraction: float
+                     ) -> np.ndarray:
     # Gather once into target-cell order. reduceat's dtype= argument casts element by
     # element (measured ~8x slower), so counts use the default bool -> int64 reduction and
     # sums an explicit float64 copy.
     # np.take keeps the result C-contiguous (x[:, idx] comes back Fortran-ordered, which
     # made every reduceat below ~6x slower).
-    xs = np.take(x.reshape((-1, x.shape[-2] * x.shape[-1])), plan.gather, axis=1)
+    xs = np.take(flat, plan.gather, axis=1)
     if not np.issubdtype(xs.dtype, np.floating):
         xs = xs.astype(np.float64)
     m = xs.shape[0]
@@ -130,7 +146,7 @@ def aggregate_numpy(x: np.ndarray, plan: AggregationPlan, statistics: list[str],
     result = np.full((m, len(outs), plan.n_target), np.nan)
     for k, arr in enumerate(outs):
         result[:, k, plan.targets] = arr
-    return result.reshape(lead + (len(outs), plan.n_target))
+    return result
 
 
 def _check(statistics: list[str], bands: list[tuple[float, float]] | None) -> list[tuple[float, float]]:
