@@ -1,6 +1,29 @@
 """Fetch: robust, resumable, verified retrieval over HTTP(S), filesystems and archive commands.
 
-Plain Python (no Dagster): plan sources, fetch each atomically with retries, unpack, merge.
+Plain Python (no Dagster; the pipeline's ops are thin wrappers)::
+
+    from datetime import datetime
+    from pathlib import Path
+    from hpc_workflows.fetch import FetchSettings, fetch, plan_sources, unpack, merge_daily
+
+    sources = plan_sources(datetime(2020, 2, 14, 18), datetime(2020, 2, 17, 18), "24h",
+                           "moose:/adhoc/projects/radar/{dt:%Y%m%d}.tar")
+    settings = FetchSettings(command=["moo", "get", "-f", "{src}", "{dest}"], retries=5)
+    for source in sources:
+        result = fetch(source, Path("work") / source.key, settings)   # skipped if done
+        files = unpack(result.path, Path("work") / source.key / "extract", ["*rainrate_composite*"])
+        merge_daily(files, Path("daily") / f"rainrate_composite_{source.key}.nc")
+
+Guarantees: a file appears under its final name only after its size and checksum were
+verified (``.part`` + rename); re-runs skip complete files and resume partial HTTP downloads
+with ``Range``; transient failures (dropped connections, 5xx, 429/503 with ``Retry-After``,
+stalls, archive-client errors) are retried with exponential backoff and jitter; bad input
+raises an error naming the source and the field.
+
+Modules: `source` (Source), `plan` (plan_sources, read_manifest), `settings`
+(FetchSettings), `transport` (interface, choice by scheme), `http`, `filesystem`, `command`,
+`fsspec_transport`, `fetcher` (fetch, FetchResult), `verify` (checksums), `retry`,
+`hostlimit` (per-host connection cap), `partfile`, `unpack`, `merge`, `summary`, `errors`.
 """
 
 from hpc_workflows.fetch.errors import FetchError

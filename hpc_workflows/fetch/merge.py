@@ -10,12 +10,16 @@ import xarray as xr
 logger = logging.getLogger("hpc_workflows.fetch")
 
 
-def _open_ok(path: Path) -> bool:
-    """True when ``path`` opens as netCDF (a complete file from an earlier run)."""
+def _merged_from(paths: list[Path]) -> str:
+    """Provenance attribute naming the inputs; also tells a re-run whether the inputs changed."""
+    return ", ".join(p.name for p in sorted(paths))[:4000]
+
+
+def _complete(path: Path, merged_from: str) -> bool:
+    """True when ``path`` opens as netCDF and was merged from the same inputs."""
     try:
         with xr.open_dataset(path, decode_times=False) as ds:
-            ds.sizes  # noqa: B018 - touching the header is the check
-        return True
+            return ds.attrs.get("merged_from") == merged_from
     except Exception:  # noqa: BLE001 - any failure to open means "not complete"
         return False
 
@@ -25,8 +29,8 @@ def merge_daily(paths: list[Path], out_path: Path) -> Path:
 
     Files are combined along their shared ``time`` coordinate (by coordinate values, so the
     input order does not matter), lazily with dask so memory stays bounded by the chunk size.
-    The output is written with `write_netcdf_atomic`; an existing complete output is kept
-    (re-runs skip it).
+    The output is written with `write_netcdf_atomic`; an existing output that opens and was
+    merged from the same input names is kept (re-runs skip it), anything else is replaced.
 
     Parameters
     ----------
@@ -51,7 +55,8 @@ def merge_daily(paths: list[Path], out_path: Path) -> Path:
     paths = [Path(p) for p in paths]
     if not paths:
         raise ValueError(f"merge_daily: no input files for {out_path}")
-    if out_path.exists() and _open_ok(out_path):
+    merged_from = _merged_from(paths)
+    if out_path.exists() and _complete(out_path, merged_from):
         logger.info("%s already complete; skipping merge", out_path)
         return out_path
     missing = [str(p) for p in paths if not p.is_file()]
@@ -74,7 +79,7 @@ def merge_daily(paths: list[Path], out_path: Path) -> Path:
                 f"first file {paths[0]}"
             ) from None
     try:
-        ds.attrs["merged_from"] = ", ".join(p.name for p in sorted(paths))[:4000]
+        ds.attrs["merged_from"] = merged_from
         write_netcdf_atomic(ds, out_path)
     finally:
         ds.close()

@@ -68,6 +68,13 @@ def test_unpack_and_merge_skip_complete_work(tmp_path):
     assert merge_daily(files, tmp_path / "m.nc").stat().st_mtime_ns == stamp
 
 
+def test_merge_redone_when_inputs_change(tmp_path):
+    files = unpack(_day_tar(tmp_path), tmp_path / "work", ["*rainrate*"])
+    merge_daily(files[:2], tmp_path / "m.nc")
+    with xr.open_dataset(merge_daily(files, tmp_path / "m.nc")) as ds:
+        assert ds.sizes["time"] == 9
+
+
 def test_merge_replaces_a_corrupt_output(tmp_path):
     files = unpack(_day_tar(tmp_path), tmp_path / "work", ["*rainrate*"])
     (tmp_path / "m.nc").write_bytes(b"truncated garbage")
