@@ -32,8 +32,8 @@ def _report(directory: Path) -> int:
                 if key.startswith("area_mean_before["):
                     name = key[len("area_mean_before["):-1]
                     after = out.get(f"area_mean_after[{name}]")
-                    print(f"    {name}: area-weighted mean {value:.4f} before, {after:.4f} after regridding"
-                          f" (difference {after - value:+.2e})")
+                    print(f"    {name}: area-weighted mean over the target region {value:.4f} before, "
+                          f"{after:.4f} after regridding (difference {after - value:+.1e})")
     return 0
 
 

@@ -187,7 +187,8 @@ def preprocess_file(
         if settings.method in ("conservative", "bilinear", "nearest"):
             for name in names:
                 if name in out.data_vars:
-                    mean_before[name] = _safe_mean(area_weighted_mean, ds[name])
+                    mean_before[name] = _safe_mean(
+                        lambda da: _mean_over_target(da, target), ds[name])
                     mean_after[name] = _safe_mean(area_weighted_mean, out[name])
         out.attrs[_INPUT_ATTR] = input_sha256
         out.attrs[_SETTINGS_ATTR] = digest
@@ -247,6 +248,39 @@ def _time_chunks(path: Path, steps: int = 24) -> dict[str, int]:
             for v in ds.data_vars.values() if "time" in v.dims
         ) if any("time" in v.dims for v in ds.data_vars.values()) else 1
     return {"time": max(stored, (steps // stored) * stored)}
+
+
+def _mean_over_target(da: xr.DataArray, target: Any) -> float:
+    """Area-weighted mean of ``da`` (1-D lat/lon grid) over exactly the target's extent.
+
+    Source cells are clipped to the target's bounding box, so this is the figure a
+    conservative regrid must reproduce, for regional targets too. Other source grids raise
+    ValueError (and the demo shows no figure).
+    """
+    from hpc_workflows.regrid.areas import _bounds_of, _find_coord, lat_band_factor
+
+    lat_name, lon_name = _find_coord(da, "lat"), _find_coord(da, "lon")
+    lat_b = _bounds_of(da, lat_name, clip=(-90.0, 90.0))
+    lon_b = _bounds_of(da, lon_name, clip=None)
+    t_lat = np.asarray(target.lat_bnds, dtype=np.float64)
+    t_lon = np.asarray(target.lon_bnds, dtype=np.float64)
+    lat_c = np.clip(lat_b, t_lat.min(), t_lat.max())
+    west = float(t_lon.min())
+    span = float(np.sum(np.abs(t_lon[:, 1] - t_lon[:, 0])))
+    if span >= 359.999:
+        lon_w = np.abs(lon_b[:, 1] - lon_b[:, 0])
+    else:
+        # Put each source cell in the target's longitude frame, then clip to [west, west+span].
+        shift = np.floor((lon_b.mean(axis=1, keepdims=True) - west + 180.0) / 360.0) * 360.0
+        lon_c = np.clip(lon_b - shift, west, west + span)
+        lon_w = np.abs(lon_c[:, 1] - lon_c[:, 0])
+    w = xr.DataArray(lat_band_factor(lat_c), dims=(da[lat_name].dims[0],)) * xr.DataArray(
+        lon_w, dims=(da[lon_name].dims[0],))
+    w = w.where(w > 0)  # cells outside the target take no part, NaN or not
+    valid = da.notnull() & w.notnull()
+    num = float((da.where(valid).astype(np.float64) * w).sum())
+    den = float(w.where(valid).sum())
+    return num / den if den > 0 else float("nan")
 
 
 def _safe_mean(fn: Any, da: xr.DataArray) -> float:
