@@ -16,6 +16,7 @@ from dagster import (
     Backoff,
     DynamicOut,
     DynamicOutput,
+    Failure,
     HookContext,
     Jitter,
     MetadataValue,
@@ -33,9 +34,16 @@ from hpc_workflows.preprocess import preprocess_file
 
 __all__ = ["plan_sources_op", "fetch_source_op", "regrid_and_write_op", "summarise_op"]
 
-# A dropped connection or a busy tape robot is usually gone a minute later; the transports
-# already retry inside a step, this covers a lost worker or a step that died as a whole.
+# The transports already retry transient faults inside a step (with backoff, honouring
+# Retry-After), so a FetchError is final and bad data is bad every time: both fail the step
+# without a step retry (see _final). This policy covers the rest: a full scratch disk, a
+# worker killed by the OOM killer mid-write, an NFS hiccup.
 STEP_RETRY = RetryPolicy(max_retries=2, delay=5, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS)
+
+
+def _final(exc: Exception) -> Failure:
+    """A step failure that Dagster must not retry, with our message as its description."""
+    return Failure(description=str(exc), allow_retries=False)
 
 _NETCDF_SUFFIXES = (".nc", ".nc4", ".netcdf")
 
@@ -76,6 +84,13 @@ def fetch_source_op(context: OpExecutionContext, config: WorkflowConfig, source:
     """Fetch one source, unpack it if it is an archive, and merge per product into netCDF."""
     src = Source(**source)
     work = _workdir(config, src.key)
+    try:
+        return _fetch_source(context, config, src, work)
+    except (FetchError, ValueError) as exc:  # retried inside fetch already / corrupt archive
+        raise _final(exc) from exc
+
+
+def _fetch_source(context: OpExecutionContext, config: WorkflowConfig, src: Source, work: Path) -> dict:
     result = fetch(src, work / "download", fetch_settings(config))
     context.log.info(
         f"{src.key}: {'skipped (already complete and verified)' if result.skipped else 'fetched'} "
@@ -141,11 +156,14 @@ def regrid_and_write_op(context: OpExecutionContext, config: WorkflowConfig, fet
     for product, info in fetched["products"].items():
         suffix = "" if product == "data" else f"_{product}"
         target = config.output.directory_path / f"{config.output.name}_{fetched['key']}{suffix}.nc"
-        result = preprocess_file(
-            Path(info["path"]), target, settings,
-            input_sha256=info["sha256"],
-            provenance_sources=[{"url": fetched["url"], "sha256": fetched["sha256"]}],
-        )
+        try:
+            result = preprocess_file(
+                Path(info["path"]), target, settings,
+                input_sha256=info["sha256"],
+                provenance_sources=[{"url": fetched["url"], "sha256": fetched["sha256"]}],
+            )
+        except ValueError as exc:  # GridError, RegridError, bad data: the same every time
+            raise _final(exc) from exc
         context.log.info(
             f"{fetched['key']}{suffix}: {'skipped (output complete)' if result.skipped else 'wrote'} "
             f"{result.output} in {result.seconds:.2f} s"

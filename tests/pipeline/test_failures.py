@@ -1,0 +1,74 @@
+"""When a step fails: a clear message, no pointless retries, scratch cleaned, nothing lost."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+
+import pytest
+from dagster import DagsterEventType, DagsterInstance
+
+from tests.pipeline import radar_archive as radar
+from tests.pipeline.test_archive_workflow import FAKES, _config
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def moo_archive(tmp_path, monkeypatch):
+    root = tmp_path / "moose"
+    radar.write_day_archive(root / "adhoc" / "projects", dt.date(2020, 2, 14))
+    monkeypatch.setenv("PATH", f"{FAKES}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_MOO_ROOT", str(root))
+    monkeypatch.setenv("FAKE_MOO_STATE", str(tmp_path / "moo_state"))
+    return tmp_path
+
+
+def _run(cfg):
+    from hpc_workflows.definitions import fetch_and_regrid_job
+
+    with DagsterInstance.ephemeral() as instance:
+        result = fetch_and_regrid_job.execute_in_process(
+            run_config={"ops": {"fetch_and_regrid": {"config": cfg}}},
+            instance=instance, raise_on_error=False)
+        events = list(result.all_events)
+    return result, events
+
+
+def test_missing_product_fails_once_and_cleans_scratch(moo_archive):
+    cfg = _config(moo_archive / "out")
+    cfg["window"]["end"] = "2020-02-14"
+    cfg["source"]["members"] = ["*composite*"]
+    cfg["source"]["products"] = ["rainrate_composite", "echotop_composite"]
+    result, events = _run(cfg)
+    assert not result.success
+    failures = [e for e in events if e.event_type == DagsterEventType.STEP_FAILURE]
+    assert [e.step_key for e in failures] == ["fetch_and_regrid.fetch_source[20200214]"]
+    message = failures[0].event_specific_data.error.to_string()
+    assert "echotop_composite" in message and "source.members/products" in message
+    # final error: not retried by the step policy (the archive client was called once)
+    assert not [e for e in events if e.event_type == DagsterEventType.STEP_RESTARTED]
+    assert int((moo_archive / "moo_state").read_text()) == 1
+    # downstream steps did not run against a missing input
+    assert not [e for e in events if e.step_key and "regrid_and_write" in e.step_key
+                and e.event_type == DagsterEventType.STEP_START]
+    work = moo_archive / "out" / ".work" / "20200214"
+    assert not (work / "extract").exists(), "the failure hook removes the unpack folder"
+    assert (work / "download" / "20200214.tar").is_file(), "the verified download is kept"
+    assert not list((moo_archive / "out").glob("*.nc"))
+
+
+def test_bad_data_fails_without_retry(moo_archive):
+    cfg = _config(moo_archive / "out")
+    cfg["window"]["end"] = "2020-02-14"
+    cfg["regrid"]["variables"] = ["precipitation_flux"]
+    result, events = _run(cfg)
+    assert not result.success
+    failures = [e for e in events if e.event_type == DagsterEventType.STEP_FAILURE]
+    assert [e.step_key for e in failures] == ["fetch_and_regrid.regrid_and_write[20200214]"]
+    message = failures[0].event_specific_data.error.to_string()
+    assert "precipitation_flux" in message and "regrid.variables" in message
+    assert not [e for e in events if e.event_type == DagsterEventType.STEP_RESTARTED]
+    # the failed step left no partial output behind
+    assert not list((moo_archive / "out").glob("*.nc*"))
