@@ -250,6 +250,10 @@ def _write_stream(nc, out, names, grid, tgt, w, coverage, method, min_valid_frac
         o = out.createVariable(name, dtype, lead + ("lat", "lon"), fill_value=dtype.type(np.nan),
                                zlib=compression_level > 0, complevel=max(compression_level, 1),
                                shuffle=compression_level > 0, chunksizes=chunks)
+        # Chunks are written once, in order: a small cache keeps memory flat (netCDF-C's
+        # default 64 MiB per-variable cache otherwise fills with every chunk written).
+        o.set_var_chunk_cache(size=max(2 * int(np.prod(chunks)) * dtype.itemsize, 1 << 20),
+                              nelems=101, preemption=1.0)
         attrs = {k: v for k, v in _attrs(var).items() if k not in _DROP_ATTRS}
         if method == "conservative":
             attrs["cell_methods"] = f"{attrs.get('cell_methods', '')} area: mean".strip()
