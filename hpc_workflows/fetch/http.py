@@ -16,24 +16,11 @@ from hpc_workflows.fetch.hostlimit import host_slot
 from hpc_workflows.fetch.partfile import PartWriter
 from hpc_workflows.fetch.retry import parse_retry_after
 from hpc_workflows.fetch.transport import Transfer
+from hpc_workflows.fetch.wire import StdlibTransport, proxy_mounts
 
 if TYPE_CHECKING:  # pragma: no cover
     from hpc_workflows.fetch.settings import FetchSettings
     from hpc_workflows.fetch.source import Source
-
-# httpcore reads the socket 64 KiB at a time; for multi-GB files the Python work per read then
-# halves the throughput (0.3-0.5x curl on loopback, see benchmarks/fetch_bench.py).  Allowing
-# up to 1 MiB per recv lets each read return whatever the kernel has buffered, which brings us
-# level with curl.  It only changes the largest read size, never the protocol handling; if a
-# future httpcore drops the attribute, the default stays.
-_READ_BYTES = 1 << 20
-try:
-    from httpcore._sync.http11 import HTTP11Connection as _H11
-
-    if getattr(_H11, "READ_NUM_BYTES", _READ_BYTES) < _READ_BYTES:
-        _H11.READ_NUM_BYTES = _READ_BYTES
-except ImportError:  # pragma: no cover - other httpcore layouts keep their default
-    pass
 
 _CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$")
 _UNSATISFIED_RANGE = re.compile(r"^\s*bytes\s+\*/(\d+)\s*$")
@@ -51,8 +38,8 @@ _clients_lock = threading.Lock()
 
 
 def _client(settings: "FetchSettings") -> httpx.Client:
-    """One shared client per distinct settings in this process (thread-safe, keeps connections
-    alive between files, and builds its TLS context once instead of once per file)."""
+    """One shared client per distinct settings in this process (thread-safe; builds its TLS
+    contexts once instead of once per file)."""
     # The pid keeps a forked child from sharing its parent's pooled sockets.
     key = (os.getpid(), settings.connect_timeout, settings.read_timeout, settings.verify_tls, settings.max_connections_per_host)
     with _clients_lock:
@@ -62,10 +49,10 @@ def _client(settings: "FetchSettings") -> httpx.Client:
                 connect=settings.connect_timeout, read=settings.read_timeout,
                 write=settings.read_timeout, pool=None,
             )
-            # The pool must never be the bottleneck: the per-host cap is enforced by host_slot.
-            limits = httpx.Limits(max_connections=None, max_keepalive_connections=settings.max_connections_per_host)
             client = _clients[key] = httpx.Client(
-                timeout=timeout, verify=settings.verify_tls, follow_redirects=True, limits=limits,
+                timeout=timeout, verify=settings.verify_tls, follow_redirects=True,
+                transport=StdlibTransport(verify=settings.verify_tls),
+                mounts=proxy_mounts(settings.verify_tls),
             )
         return client
 
