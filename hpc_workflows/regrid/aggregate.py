@@ -25,14 +25,16 @@ The implementation sorts source cells by target cell once and then uses
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
-import xarray as xr
 
 from hpc_workflows.regrid.errors import RegridError
 from hpc_workflows.regrid.grids import SourceGrid, lon_bounds_increasing
 from hpc_workflows.regrid.targets import TargetGrid
+
+if TYPE_CHECKING:  # the streaming file path uses this module without xarray
+    import xarray as xr
 
 __all__ = ["STATISTICS", "aggregate_dataarray", "aggregate_index", "aggregate_numpy",
            "AggregationPlan"]
@@ -170,6 +172,49 @@ def _check(statistics: list[str], bands: list[tuple[float, float]] | None) -> li
     return []
 
 
+class OutputSpec(NamedTuple):
+    """One output variable of :func:`aggregate_numpy`'s stacked result."""
+
+    name: str
+    start: int  # first index along the stacked statistics axis
+    stop: int
+    banded: bool  # has a ``band`` dimension (the ``fraction`` statistic)
+    attrs: dict
+    float32: bool  # written as float32 (counts, fractions) instead of the input dtype
+
+
+def output_specs(name: str, attrs: dict, statistics: list[str],
+                 bands: list[tuple[float, float]]) -> list[OutputSpec]:
+    """Names, attributes and slices of the output variables for one input variable."""
+    specs = []
+    k = 0
+    for stat in statistics:
+        n = len(bands) if stat == "fraction" else 1
+        if stat == "fraction":
+            specs.append(OutputSpec(f"{name}_fraction", k, k + n, True, {
+                "long_name": f"fraction of valid {name} source cells in band "
+                             "band_lower <= x < band_upper", "units": "1"}, True))
+        elif stat == "count":
+            specs.append(OutputSpec(f"{name}_count", k, k + 1, False, {
+                "long_name": f"number of valid {name} source cells", "units": "1"}, True))
+        else:
+            new = {k2: v for k2, v in attrs.items()}
+            cm = str(new.get("cell_methods", "")).strip()
+            new["cell_methods"] = f"{cm} {_CELL_METHOD[stat]}".strip()
+            specs.append(OutputSpec(name if stat == "mean" else f"{name}_{stat}", k, k + 1,
+                                    False, new, False))
+        k += n
+    return specs
+
+
+def check_request(statistics: list[str], bands: list[tuple[float, float]] | None,
+                  min_valid_fraction: float) -> list[tuple[float, float]]:
+    """Validate statistics/bands/min_valid_fraction; return the bands as float pairs."""
+    if not 0.0 <= min_valid_fraction <= 1.0:
+        raise ValueError(f"min_valid_fraction={min_valid_fraction!r} must be within [0, 1]")
+    return _check(statistics, bands)
+
+
 def aggregate_dataarray(da: xr.DataArray, index: np.ndarray, dims: tuple[str, str],
                         target_shape: tuple[int, int], statistics: list[str],
                         bands: list[tuple[float, float]] | None = None,
@@ -179,9 +224,9 @@ def aggregate_dataarray(da: xr.DataArray, index: np.ndarray, dims: tuple[str, st
     Lazy (dask) input stays lazy: each chunk along the non-spatial dimensions is processed
     independently.
     """
-    if not 0.0 <= min_valid_fraction <= 1.0:
-        raise ValueError(f"min_valid_fraction={min_valid_fraction!r} must be within [0, 1]")
-    band_list = _check(statistics, bands)
+    import xarray as xr
+
+    band_list = check_request(statistics, bands, min_valid_fraction)
     plan = AggregationPlan(index, target_shape[0] * target_shape[1])
     other = [d for d in da.dims if d not in dims]
     da = da.transpose(*other, *dims)
@@ -196,34 +241,19 @@ def aggregate_dataarray(da: xr.DataArray, index: np.ndarray, dims: tuple[str, st
         exclude_dims=set(dims), dask="parallelized", output_dtypes=[np.float64],
         dask_gufunc_kwargs={"output_sizes": {"_stat": n_out, "_cell": plan.n_target}},
     )
-    name = str(da.name)
     out_dtype = da.dtype if np.issubdtype(da.dtype, np.floating) else np.float64
     result: dict[str, xr.DataArray] = {}
-    k = 0
-    for stat in statistics:
-        n = len(band_list) if stat == "fraction" else 1
-        part = stacked.isel(_stat=slice(k, k + n))
-        k += n
+    for spec in output_specs(str(da.name), dict(da.attrs), statistics, band_list):
+        part = stacked.isel(_stat=slice(spec.start, spec.stop))
         part = part.data.reshape(part.shape[:-1] + target_shape)
-        attrs: dict[str, Any] = dict(da.attrs)
-        if stat == "fraction":
+        if spec.banded:
             arr = xr.DataArray(part, dims=(*other, "band", "lat", "lon"))
-            arr = arr.assign_coords(
-                band_lower=("band", [b[0] for b in band_list]),
-                band_upper=("band", [b[1] for b in band_list]))
-            attrs = {"long_name": f"fraction of valid {name} source cells in band "
-                                  "band_lower <= x < band_upper", "units": "1"}
-            result[f"{name}_fraction"] = _with_coords(arr.astype(np.float32), da, other, attrs)
-            continue
-        arr = xr.DataArray(part[..., 0, :, :], dims=(*other, "lat", "lon"))
-        if stat == "count":
-            attrs = {"long_name": f"number of valid {name} source cells", "units": "1"}
-            result[f"{name}_count"] = _with_coords(arr.astype(np.float32), da, other, attrs)
-            continue
-        cm = str(attrs.get("cell_methods", "")).strip()
-        attrs["cell_methods"] = f"{cm} {_CELL_METHOD[stat]}".strip()
-        out_name = name if stat == "mean" else f"{name}_{stat}"
-        result[out_name] = _with_coords(arr.astype(out_dtype), da, other, attrs)
+            arr = arr.assign_coords(band_lower=("band", [b[0] for b in band_list]),
+                                    band_upper=("band", [b[1] for b in band_list]))
+        else:
+            arr = xr.DataArray(part[..., 0, :, :], dims=(*other, "lat", "lon"))
+        arr = arr.astype(np.float32 if spec.float32 else out_dtype)
+        result[spec.name] = _with_coords(arr, da, other, spec.attrs)
     return result
 
 

@@ -1,13 +1,13 @@
 """netCDF file -> netCDF file regridding with bounded memory.
 
-:func:`regrid_file` is the fast path for the common case (a 1-D latitude/longitude source
-regridded with ``conservative``, ``bilinear`` or ``nearest``): it talks to netCDF4 directly,
+:func:`regrid_file` is the fast path for the common case (a 1-D latitude/longitude source,
+any method including ``aggregate``): it talks to netCDF4 directly,
 reads ``time_chunk`` steps at a time, computes the next chunk on a worker thread while the
 main thread does the reading and writing (netCDF-C is not thread-safe, so all file access
 stays on one thread), and never imports xarray or dask, whose import alone costs 1.5-3 s per
 process. Memory is a few chunks plus the weights, independent of the number of time steps.
 
-Any other case (projected or curvilinear sources, ``aggregate``) goes through
+Other sources (projected or curvilinear) go through
 :func:`hpc_workflows.regrid.regrid` on a lazily opened dataset and
 :func:`hpc_workflows.write.netcdf.write_netcdf_atomic`, so results are identical either way.
 
@@ -18,6 +18,7 @@ folder, flushed and fsynced, then renamed over ``dst``.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
@@ -31,7 +32,6 @@ from hpc_workflows.regrid.targets import TargetGrid, parse_target_grid
 
 __all__ = ["regrid_file"]
 
-_FAST_METHODS = ("conservative", "bilinear", "nearest")
 _DROP_ATTRS = {"_FillValue", "missing_value", "scale_factor", "add_offset", "grid_mapping",
                "coordinates", "valid_min", "valid_max", "valid_range", "_Unsigned"}
 
@@ -150,8 +150,7 @@ def regrid_file(
     """
     import netCDF4
 
-    from hpc_workflows.regrid.methods import build_weights, check_method, provenance_attrs
-    from hpc_workflows.regrid.apply import apply_weights_numpy
+    from hpc_workflows.regrid.methods import check_method, provenance_attrs
 
     src, dst = Path(src), Path(dst)
     check_method(method, statistics)
@@ -164,23 +163,23 @@ def regrid_file(
         raise RegridError(f"input file {str(src)!r} does not exist")
     with netCDF4.Dataset(src) as nc:
         names = _select(nc, variables, src)
-        grid = _latlon_grid_nc(nc, names, src) if method in _FAST_METHODS else None
+        grid = _latlon_grid_nc(nc, names, src)
         if grid is None:
             return _slow_path(src, dst, tgt, method, variables, min_valid_fraction, weights_dir,
                               statistics, bands, compression_level)
-        w = build_weights(grid, tgt, method, weights_dir)
-        coverage = w.coverage()
-        if not np.any(coverage > 0):
-            raise RegridError(f"file {str(src)!r}, variable {names[0]!r}: the target grid "
-                              f"({tgt.spec}) does not overlap the source grid")
+        if method == "aggregate":
+            kernel, key, outputs, band_list = _aggregate_kernel(
+                grid, tgt, statistics or ["mean"], bands, min_valid_fraction, src, names[0])
+        else:
+            kernel, key, outputs, band_list = _weights_kernel(
+                grid, tgt, method, weights_dir, min_valid_fraction, src, names[0])
         part = dst.with_name(dst.name + ".part")
         dst.parent.mkdir(parents=True, exist_ok=True)
         try:
             with netCDF4.Dataset(part, "w", format="NETCDF4") as out:
-                _write_stream(nc, out, names, grid, tgt, w, coverage, method,
-                              min_valid_fraction, time_chunk, compression_level,
-                              apply_weights_numpy)
-                out.setncatts(provenance_attrs(method, w.key, tgt, grid, min_valid_fraction,
+                _write_stream(nc, out, names, grid, tgt, kernel, outputs, band_list,
+                              time_chunk, compression_level)
+                out.setncatts(provenance_attrs(method, key, tgt, grid, min_valid_fraction,
                                                str(src)))
                 out.sync()
             with open(part, "rb+") as fh:
@@ -189,6 +188,64 @@ def regrid_file(
         finally:
             part.unlink(missing_ok=True)
     return dst
+
+
+# An "outputs" function maps (input name, input attrs) to the variables written for it:
+# (output name, banded, attrs, float32, take) where take(result) selects that variable's
+# part of the kernel's result for a chunk of shape (m, ...).
+_Output = tuple[str, bool, dict, bool, Callable[[np.ndarray], np.ndarray]]
+
+
+def _weights_kernel(grid, tgt, method, weights_dir, min_valid_fraction, src, first):
+    from hpc_workflows.regrid.apply import apply_weights_numpy
+    from hpc_workflows.regrid.methods import build_weights
+
+    w = build_weights(grid, tgt, method, weights_dir)
+    coverage = w.coverage()
+    if not np.any(coverage > 0):
+        raise RegridError(f"file {str(src)!r}, variable {first!r}: the target grid "
+                          f"({tgt.spec}) does not overlap the source grid")
+
+    def kernel(block: np.ndarray) -> np.ndarray:
+        return apply_weights_numpy(block, w, min_valid_fraction, coverage)
+
+    def outputs(name: str, attrs: dict) -> list[_Output]:
+        attrs = dict(attrs)
+        if method == "conservative":
+            attrs["cell_methods"] = f"{attrs.get('cell_methods', '')} area: mean".strip()
+        return [(name, False, attrs, False, lambda r: r)]
+
+    return kernel, w.key, outputs, []
+
+
+def _aggregate_kernel(grid, tgt, statistics, bands, min_valid_fraction, src, first):
+    from hpc_workflows.regrid.aggregate import (AggregationPlan, aggregate_index,
+                                                aggregate_numpy, check_request, output_specs)
+    from hpc_workflows.regrid.weights import weights_key
+
+    band_list = check_request(statistics, bands, min_valid_fraction)
+    index = aggregate_index(grid, tgt)
+    if not np.any(index >= 0):
+        raise RegridError(f"file {str(src)!r}, variable {first!r}: the target grid "
+                          f"({tgt.spec}) does not overlap the source grid")
+    plan = AggregationPlan(index, tgt.shape[0] * tgt.shape[1])
+    shape = tgt.shape
+
+    def kernel(block: np.ndarray) -> np.ndarray:
+        return aggregate_numpy(block, plan, statistics, band_list, min_valid_fraction)
+
+    def outputs(name: str, attrs: dict) -> list[_Output]:
+        res = []
+        for spec in output_specs(name, attrs, statistics, band_list):
+            def take(r: np.ndarray, spec=spec) -> np.ndarray:
+                part = r[..., spec.start:spec.stop, :]
+                part = part.reshape(part.shape[:-1] + shape)
+                return part if spec.banded else part[..., 0, :, :]
+            res.append((spec.name, spec.banded, spec.attrs, spec.float32, take))
+        return res
+
+    key = weights_key(grid.grid_hash(), tgt.grid_hash(), "aggregate")
+    return kernel, key, outputs, band_list
 
 
 def _copy_var(nc: Any, out: Any, name: str) -> None:
@@ -205,8 +262,8 @@ def _copy_var(nc: Any, out: Any, name: str) -> None:
         o[:] = var[:]
 
 
-def _write_stream(nc, out, names, grid, tgt, w, coverage, method, min_valid_fraction,
-                  time_chunk, compression_level, apply_fn) -> None:
+def _write_stream(nc, out, names, grid, tgt, kernel, outputs, band_list, time_chunk,
+                  compression_level) -> None:
     spatial = set(grid.dims)
     out.setncatts({k: v for k, v in _attrs(nc).items()})
     for dname, dim in nc.dimensions.items():
@@ -236,7 +293,14 @@ def _write_stream(nc, out, names, grid, tgt, w, coverage, method, min_valid_frac
         v[:] = values
         b = out.createVariable(f"{name}_bnds", "f8", (name, "bnds"))
         b[:] = tgt.lat_bnds if name == "lat" else tgt.lon_bnds
-    outs, ins = [], []
+    if band_list:
+        out.createDimension("band", len(band_list))
+        for bname, values in (("band_lower", [b[0] for b in band_list]),
+                              ("band_upper", [b[1] for b in band_list])):
+            bv = out.createVariable(bname, "f8", ("band",))
+            bv[:] = np.asarray(values, dtype=np.float64)
+    writers: list[list[tuple[Any, Callable]]] = []  # per input: (output variable, take)
+    ins = []
     for name in names:
         var = nc[name]
         var.set_auto_maskandscale(False)
@@ -244,26 +308,32 @@ def _write_stream(nc, out, names, grid, tgt, w, coverage, method, min_valid_frac
         dtype = np.dtype(var.dtype) if np.issubdtype(var.dtype, np.floating) and not packed \
             else np.dtype(np.float64)
         lead = var.dimensions[:-2]
-        chunks = [1] * len(lead) + list(tgt.shape)
-        if lead:
-            chunks[0] = min(time_chunk, max(1, len(nc.dimensions[lead[0]])))
-        o = out.createVariable(name, dtype, lead + ("lat", "lon"), fill_value=dtype.type(np.nan),
-                               zlib=compression_level > 0, complevel=max(compression_level, 1),
-                               shuffle=compression_level > 0, chunksizes=chunks)
-        # Chunks are written once, in order: a small cache keeps memory flat (netCDF-C's
-        # default 64 MiB per-variable cache otherwise fills with every chunk written).
-        o.set_var_chunk_cache(size=max(2 * int(np.prod(chunks)) * dtype.itemsize, 1 << 20),
-                              nelems=101, preemption=1.0)
         attrs = {k: v for k, v in _attrs(var).items() if k not in _DROP_ATTRS}
-        if method == "conservative":
-            attrs["cell_methods"] = f"{attrs.get('cell_methods', '')} area: mean".strip()
-        o.setncatts(attrs)
-        o.set_auto_maskandscale(False)
-        outs.append(o)
+        targets = []
+        for out_name, banded, out_attrs, float32, take in outputs(name, attrs):
+            odt = np.dtype(np.float32) if float32 else dtype
+            dims = lead + (("band",) if banded else ()) + ("lat", "lon")
+            chunks = [1] * len(lead) + ([len(band_list)] if banded else []) + list(tgt.shape)
+            if lead:
+                chunks[0] = min(time_chunk, max(1, len(nc.dimensions[lead[0]])))
+            o = out.createVariable(out_name, odt, dims, fill_value=odt.type(np.nan),
+                                   zlib=compression_level > 0,
+                                   complevel=max(compression_level, 1),
+                                   shuffle=compression_level > 0, chunksizes=chunks)
+            # Chunks are written once, in order: a small cache keeps memory flat (netCDF-C's
+            # default 64 MiB per-variable cache otherwise fills with every chunk written).
+            o.set_var_chunk_cache(size=max(2 * int(np.prod(chunks)) * odt.itemsize, 1 << 20),
+                                  nelems=101, preemption=1.0)
+            if banded:
+                out_attrs = dict(out_attrs, coordinates="band_lower band_upper")
+            o.setncatts(out_attrs)
+            o.set_auto_maskandscale(False)
+            targets.append((o, take))
+        writers.append(targets)
         ins.append((var, dtype))
 
     def compute(blocks: list[np.ndarray]) -> list[np.ndarray]:
-        return [apply_fn(b, w, min_valid_fraction, coverage) for b in blocks]
+        return [kernel(b) for b in blocks]
 
     nsteps = ins[0][0].shape[0] if ins[0][0].ndim > 2 else 1
     starts = list(range(0, nsteps, time_chunk)) if ins[0][0].ndim > 2 else [0]
@@ -273,18 +343,20 @@ def _write_stream(nc, out, names, grid, tgt, w, coverage, method, min_valid_frac
             i1 = min(i0 + time_chunk, nsteps)
             blocks = [_read_block(var, i0, i1, dtype) for var, dtype in ins]
             if pending is not None:
-                _write_blocks(outs, pending[0], pending[1], pending[2].result())
+                _write_blocks(writers, pending[0], pending[1], pending[2].result())
             pending = (i0, i1, pool.submit(compute, blocks))
         if pending is not None:
-            _write_blocks(outs, pending[0], pending[1], pending[2].result())
+            _write_blocks(writers, pending[0], pending[1], pending[2].result())
 
 
-def _write_blocks(outs, i0, i1, results) -> None:
-    for o, r in zip(outs, results):
-        if o.ndim > 2:
-            o[i0:i1] = r
-        else:
-            o[:] = r
+def _write_blocks(writers, i0, i1, results) -> None:
+    for targets, r in zip(writers, results):
+        for o, take in targets:
+            part = take(r)
+            if o.ndim > 2 + (1 if "band" in o.dimensions else 0):
+                o[i0:i1] = part
+            else:
+                o[:] = part
 
 
 def _slow_path(src, dst, tgt, method, variables, min_valid_fraction, weights_dir, statistics,

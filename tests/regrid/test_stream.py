@@ -97,3 +97,24 @@ def test_default_variables_skip_non_spatial_2d_tables(tmp_path: Path) -> None:
     ds.to_netcdf(src)
     with xr.open_dataset(regrid_file(src, tmp_path / "o.nc", "global_20deg")) as o:
         assert o.tas.shape == (2, 9, 18) and o.levels_table.shape == (2, 3)
+
+
+def test_stream_aggregate_matches_in_memory(tmp_path: Path) -> None:
+    lat, lon = centres(40, 50, 0.1), centres(0, 10, 0.1)
+    rng = np.random.default_rng(4)
+    data = rng.gamma(0.5, 3.0, size=(5, lat.size, lon.size)).astype(np.float32)
+    data[rng.random(data.shape) < 0.3] = np.nan
+    ds = latlon_dataset(lat, lon, data=data, name="rr")
+    src = tmp_path / "radar.nc"
+    ds.to_netcdf(src, encoding={"rr": {"_FillValue": np.float32(-1)}})
+    spec = {"kind": "regional", "lat": [40, 50], "lon": [0, 10], "resolution": 1.0}
+    kw = {"statistics": ["mean", "max", "count", "fraction"],
+          "bands": [(0, 0.5), (0.5, 2), (2, np.inf)]}
+    dst = regrid_file(src, tmp_path / "agg.nc", spec, "aggregate", time_chunk=2, **kw)
+    with xr.open_dataset(src) as s, xr.open_dataset(dst) as o:
+        ref = regrid(s, spec, "aggregate", **kw)
+        for name in ("rr", "rr_max", "rr_count", "rr_fraction"):
+            np.testing.assert_array_equal(o[name].values, ref[name].values, err_msg=name)
+            assert o[name].attrs.get("cell_methods") == ref[name].attrs.get("cell_methods")
+        np.testing.assert_array_equal(o.band_lower.values, [0, 0.5, 2])
+        assert o.rr_fraction.dims == ("time", "band", "lat", "lon")
