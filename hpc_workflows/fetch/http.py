@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import ssl
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -34,14 +35,18 @@ def _host_key(url: str) -> str:
 
 
 _clients: dict[tuple, httpx.Client] = {}
+_CLIENT_ENV = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "http_proxy", "https_proxy",
+               "all_proxy", "no_proxy", "SSL_CERT_FILE", "SSL_CERT_DIR")
 _clients_lock = threading.Lock()
 
 
 def _client(settings: "FetchSettings") -> httpx.Client:
     """One shared client per distinct settings in this process (thread-safe; builds its TLS
     contexts once instead of once per file)."""
-    # The pid keeps a forked child from sharing its parent's pooled sockets.
-    key = (os.getpid(), settings.connect_timeout, settings.read_timeout, settings.verify_tls, settings.max_connections_per_host)
+    # The pid keeps a forked child from sharing its parent's pooled sockets; the environment
+    # decides proxies and extra CA bundles, which are read when the client is built.
+    env = tuple(os.environ.get(name) for name in _CLIENT_ENV)
+    key = (os.getpid(), env, settings.connect_timeout, settings.read_timeout, settings.verify_tls, settings.max_connections_per_host)
     with _clients_lock:
         client = _clients.get(key)
         if client is None:
@@ -75,6 +80,13 @@ def _network_failure(exc: httpx.HTTPError, url: str, settings: "FetchSettings") 
     where = redact_url(url)
     if isinstance(exc, httpx.ConnectTimeout):
         return TransferFailed(f"connect to {where} timed out after {settings.connect_timeout}s", retryable=True, field="url")
+    if isinstance(exc, httpx.ConnectError) and isinstance(exc.__cause__, ssl.SSLCertVerificationError):
+        return TransferFailed(
+            f"TLS certificate of {where} not trusted ({exc.__cause__.verify_message}); add the site's CA "
+            "bundle via SSL_CERT_FILE (verify_tls=False only for testing)",
+            retryable=False,
+            field="url",
+        )
     if isinstance(exc, httpx.ConnectError):
         return TransferFailed(f"cannot connect to {where}: {exc}; check the host and port in the url", retryable=True, field="url")
     if isinstance(exc, httpx.ReadTimeout):

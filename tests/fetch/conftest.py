@@ -50,3 +50,10 @@ def moo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("FAKE_MOO_STATE", str(tmp_path / "moo-state"))
     monkeypatch.delenv("FAKE_MOO_FAIL_FIRST", raising=False)
     return root
+
+
+@pytest.fixture(autouse=True)
+def no_proxy_from_the_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Loopback test servers must be reached directly, whatever proxy the CI machine sets."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)

@@ -46,12 +46,13 @@ class Request:
     status: int = 0
     sent: int = 0
     t: float = 0.0  # time.monotonic() when the request arrived
+    proxied_for: str | None = None  # the absolute URL, when the server was used as a proxy
 
 
 class FaultServer:
     """Serve ``files`` (url path -> bytes or Path) on 127.0.0.1 with queued faults."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: tuple[str, str] | None = None) -> None:
         self.files: dict[str, bytes | Path] = {}
         self.faults: dict[str, deque[Fault]] = defaultdict(deque)
         self.log: list[Request] = []
@@ -65,11 +66,19 @@ class FaultServer:
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
+        self.scheme = "http"
+        if tls is not None:
+            import ssl
+
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(*tls)
+            self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
+            self.scheme = "https"
         self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     # -- test-facing API ---------------------------------------------------------------
     def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"{self.scheme}://127.0.0.1:{self.port}{path}"
 
     def add(self, path: str, data: bytes | Path) -> str:
         """Serve ``data`` at ``path``; return its full URL."""
@@ -120,8 +129,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802 - http.server naming
         owner = self.owner
-        path = self.path.split("?", 1)[0]
-        record = Request("GET", path, self.headers.get("Range"), self.headers.get("If-Range"), t=time.monotonic())
+        target = self.path
+        proxied = target.startswith("http://")
+        if proxied:  # absolute-form request: we are being used as a forward proxy
+            target = "/" + target.split("://", 1)[1].split("/", 1)[1]
+        path = target.split("?", 1)[0]
+        record = Request("GET", path, self.headers.get("Range"), self.headers.get("If-Range"), t=time.monotonic(),
+                         proxied_for=self.path if proxied else None)
         with owner._lock:
             owner.log.append(record)
             owner.active += 1
