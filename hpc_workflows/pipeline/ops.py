@@ -29,6 +29,7 @@ from dagster import (
 
 from hpc_workflows.config import WorkflowConfig
 from hpc_workflows.fetch import FetchError, Source, fetch, merge_daily, sha256_file, unpack
+from hpc_workflows.fetch.errors import redact_url
 from hpc_workflows.pipeline.settings import fetch_settings, planned_sources, preprocess_settings
 from hpc_workflows.preprocess import preprocess_file
 
@@ -111,7 +112,8 @@ def _fetch_source(context: OpExecutionContext, config: WorkflowConfig, src: Sour
                                  for k, v in fetched.items()})
     return {
         "key": src.key,
-        "url": src.url,
+        # Credentials in a URL must not reach output files, summaries or the UI.
+        "url": redact_url(src.url),
         "sha256": result.sha256,
         "skipped": result.skipped,
         "bytes": result.bytes,
