@@ -6,13 +6,15 @@ re-run can trust (and re-verify) what it finds and skip it.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from hpc_workflows.fetch.errors import FetchError, TransferFailed, redact_url
 from hpc_workflows.fetch.partfile import fsync_dir, fsync_file
@@ -95,6 +97,24 @@ class FetchResult:
 def part_path(final: Path) -> Path:
     """The temporary name a download is written under before it is verified."""
     return final.with_name(final.name + PART_SUFFIX)
+
+
+@contextmanager
+def exclusive(final: Path, source: Source, log: logging.Logger) -> Iterator[None]:
+    """Hold an exclusive lock for ``final`` so two processes (a retried step whose first try
+    still runs, two runs sharing a folder) never write the same ``.part`` at once.
+
+    The lock file stays behind on purpose: removing it would let a third process lock a new
+    file while a waiter still holds the old one.
+    """
+    lock_path = final.with_name(f".{final.name}.fetch-lock")
+    with open(lock_path, "a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("%s: another process is fetching %s; waiting for it to finish", source.key, final)
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        yield  # closing the file releases the lock, also if this process dies
 
 
 def ensure_writable_dir(dest_dir: Path, source: Source) -> Path:
@@ -193,6 +213,15 @@ def fetch(
     transport = choose_transport(source, settings)
     dest_dir = ensure_writable_dir(Path(dest_dir), source)
     final = dest_dir / source.filename
+    with exclusive(final, source, log):
+        return _fetch_locked(source, final, transport, settings, log, started)
+
+
+def _fetch_locked(
+    source: Source, final: Path, transport: Transport, settings: FetchSettings,
+    log: logging.Logger, started: float,
+) -> FetchResult:
+    dest_dir = final.parent
     part = part_path(final)
     errors: list[str] = []
     attempts = 0

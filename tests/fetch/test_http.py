@@ -359,3 +359,21 @@ def test_per_host_connection_cap_holds_across_processes(server, tmp_path, fast_s
     assert [p.exitcode for p in procs] == [0, 0, 0, 0]
     assert len(server.requests()) == 4
     assert server.max_active == 2
+
+
+def test_two_processes_fetching_the_same_file_download_it_once(server, payload, tmp_path, fast_settings):
+    import multiprocessing
+
+    import hpc_workflows.fetch.http  # noqa: F401 - imported before the fork
+
+    server.hold = 0.3
+    src = _source(server, payload)
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=fetch, args=(src, tmp_path, fast_settings)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=60)
+    assert [p.exitcode for p in procs] == [0, 0]
+    assert [(r.range, r.status) for r in server.requests()] == [(None, 200)]
+    assert (tmp_path / "20200214.tar").read_bytes() == payload
