@@ -6,8 +6,8 @@ file name containing spaces, quotes or ``;`` stays one argument and can never ru
 
 from __future__ import annotations
 
-import os
 import subprocess
+import tempfile
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
@@ -85,9 +85,8 @@ class CommandTransport:
         return Transfer(total_size=None)
 
     def read_text(self, url: str, settings: "FetchSettings") -> str:
-        tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"hpcwf-sidecar-{os.getpid()}-{abs(hash(url))}"
-        try:
-            self._run(url, tmp, "sidecar", settings)
-            return tmp.read_text(encoding="utf-8")
-        finally:
-            tmp.unlink(missing_ok=True)
+        # A fresh folder: archive clients refuse to overwrite an existing destination.
+        with tempfile.TemporaryDirectory(prefix="hpcwf-sidecar-") as folder:
+            dest = Path(folder) / PurePosixPath(url).name
+            self._run(url, dest, "sidecar", settings)
+            return dest.read_text(encoding="utf-8")

@@ -8,6 +8,7 @@ attempt and say whether another attempt could help; `fetch` turns the last one i
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
@@ -15,8 +16,14 @@ if TYPE_CHECKING:  # pragma: no cover
     from hpc_workflows.fetch.source import Source
 
 
+_SECRET_PARAM = re.compile(r"(token|key|sig|signature|secret|password|passwd|credential|auth)", re.IGNORECASE)
+
+
 def redact_url(url: str) -> str:
-    """Return ``url`` with any ``user:password@`` part masked, for logs and errors.
+    """Return ``url`` with credentials masked, for logs and errors.
+
+    Masks a ``user:password@`` part and the values of query parameters whose names look
+    secret (token, key, signature, password, credential, auth...), as in pre-signed URLs.
 
     Parameters
     ----------
@@ -26,18 +33,24 @@ def redact_url(url: str) -> str:
     Returns
     -------
     str
-        The URL with credentials replaced by ``***``; other strings unchanged.
+        The URL with secrets replaced by ``***``; other strings unchanged.
     """
+    if "://" not in url:
+        return url
     try:
         parts = urlsplit(url)
     except ValueError:
         return url
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, f"***@{host}", parts.path, parts.query, parts.fragment))
+    netloc = parts.netloc
+    if parts.username is not None or parts.password is not None:
+        netloc = "***@" + netloc.rsplit("@", 1)[1]
+    query = parts.query
+    if query:
+        pairs = [p.partition("=") for p in query.split("&")]
+        query = "&".join(
+            f"{k}{eq}***" if eq and _SECRET_PARAM.search(k) else f"{k}{eq}{v}" for k, eq, v in pairs
+        )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 class FetchError(Exception):

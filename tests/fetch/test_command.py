@@ -104,3 +104,12 @@ def test_other_client_templates_put_arguments_where_the_template_says(moo, tmp_p
     assert argv == ["hsi", "get", "/d/y z.dat.part", ":", url, "--tag=20200214-y z.dat"]
     result = fetch(Source(key="k", url=url), tmp_path, _settings(command=["moo", "get", "{src}", "{dest}"]))
     assert result.path.read_bytes() == data
+
+
+def test_checksum_sidecar_through_the_archive_client(moo, tmp_path):
+    data = os.urandom(5000)
+    url = _archive(moo, "adhoc/radar/day one.tar", data)
+    _archive(moo, "adhoc/radar/day one.tar.md5", f"{hashlib.md5(data).hexdigest()}  day one.tar\n".encode())
+    result = fetch(Source(key="k", url=url), tmp_path, _settings(checksum_sidecar="md5"))
+    assert result.verified == f"md5:{hashlib.md5(data).hexdigest()}"
+    assert result.path.read_bytes() == data

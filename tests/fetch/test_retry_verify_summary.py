@@ -65,3 +65,11 @@ def test_fetch_error_survives_pickling_between_processes():
     err = pickle.loads(pickle.dumps(FetchError(src, "HTTP 404 Not Found", field="url", attempts=1)))
     assert (err.source, err.reason, err.field, err.attempts) == (src, "HTTP 404 Not Found", "url", 1)
     assert str(err) == str(FetchError(src, "HTTP 404 Not Found", field="url", attempts=1))
+
+
+def test_secrets_in_urls_are_redacted():
+    from hpc_workflows.fetch.errors import redact_url
+
+    assert redact_url("https://u:pw@h:8443/a?date=1&X-Amz-Signature=abc&token=t") == \
+        "https://***@h:8443/a?date=1&X-Amz-Signature=***&token=***"
+    assert redact_url("moose:/adhoc/it's; a file") == "moose:/adhoc/it's; a file"
