@@ -1,4 +1,10 @@
-"""HTTP(S) transport on httpx: streamed to disk, resumable with ``Range``, timeouts, per-host cap."""
+"""HTTP(S) transport: streamed to disk, resumable with ``Range``, timeouts, per-host cap.
+
+Requests go through an httpx client (redirects, proxies, errors); direct connections use the
+copy-free `wire.StdlibTransport`.  Status codes and network errors are sorted here into
+retryable (5xx, 408/429, drops, stalls, refused connections) and permanent (404 and other
+4xx, untrusted certificates, bad URLs).
+"""
 
 from __future__ import annotations
 
@@ -46,7 +52,7 @@ def _client(settings: "FetchSettings") -> httpx.Client:
     # The pid keeps a forked child from sharing its parent's pooled sockets; the environment
     # decides proxies and extra CA bundles, which are read when the client is built.
     env = tuple(os.environ.get(name) for name in _CLIENT_ENV)
-    key = (os.getpid(), env, settings.connect_timeout, settings.read_timeout, settings.verify_tls, settings.max_connections_per_host)
+    key = (os.getpid(), env, settings.connect_timeout, settings.read_timeout, settings.verify_tls)
     with _clients_lock:
         client = _clients.get(key)
         if client is None:

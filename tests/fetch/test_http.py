@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from hpc_workflows.fetch import FetchError, FetchSettings, Source, fetch
+from hpc_workflows.fetch import FetchError, Source, fetch
 from tests.fetch.fault_server import Fault, FaultServer, sha256_hex
 
 SIZE = 1_000_000
