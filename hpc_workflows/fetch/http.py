@@ -110,9 +110,31 @@ class HttpTransport:
     supports_resume = True
 
     def __init__(self) -> None:
-        # Validator from the first response, sent as If-Range so a resume never splices two
-        # different versions of a file together.
+        # ETag/Last-Modified of the response the .part came from, sent as If-Range so a resume
+        # never splices two versions of a file together.  Also kept next to the .part so a
+        # later run (after a crash or walltime kill) resumes just as safely.
         self._validator: str | None = None
+
+    @staticmethod
+    def _validator_file(part: Path) -> Path:
+        return part.with_name(f".{part.name}.validator")
+
+    def _saved_validator(self, part: Path) -> str | None:
+        if self._validator is None:
+            try:
+                self._validator = self._validator_file(part).read_text(encoding="utf-8").strip() or None
+            except OSError:
+                pass
+        return self._validator
+
+    def _remember_validator(self, part: Path, response: httpx.Response) -> None:
+        etag = response.headers.get("ETag")
+        self._validator = etag if etag and not etag.startswith("W/") else response.headers.get("Last-Modified")
+        path = self._validator_file(part)
+        if self._validator:
+            path.write_text(self._validator, encoding="utf-8")
+        else:
+            path.unlink(missing_ok=True)
 
     def retrieve(
         self, source: "Source", part: Path, offset: int, algorithms: frozenset[str], settings: "FetchSettings"
@@ -123,8 +145,9 @@ class HttpTransport:
         headers["Accept-Encoding"] = "identity"
         if offset > 0:
             headers["Range"] = f"bytes={offset}-"
-            if self._validator:
-                headers["If-Range"] = self._validator
+            validator = self._saved_validator(part)
+            if validator:
+                headers["If-Range"] = validator
         try:
             with host_slot(_host_key(url), settings.max_connections_per_host, settings.resolved_host_lock_dir):
                 client = _client(settings)
@@ -138,15 +161,11 @@ class HttpTransport:
         settings: "FetchSettings", url: str,
     ) -> Transfer:
         status = response.status_code
-        etag = response.headers.get("ETag")
-        if etag and not etag.startswith("W/"):
-            self._validator = self._validator or etag
-        elif response.headers.get("Last-Modified"):
-            self._validator = self._validator or response.headers["Last-Modified"]
         if status == 416 and offset > 0:
             match = _UNSATISFIED_RANGE.match(response.headers.get("Content-Range", ""))
             if match and int(match.group(1)) == offset:
                 # The .part already holds the whole file (a run died before the rename).
+                self._validator_file(part).unlink(missing_ok=True)
                 return Transfer(total_size=offset, resumed_from=offset)
             part.unlink(missing_ok=True)
             raise TransferFailed("server refused to resume (HTTP 416); starting again", retryable=True)
@@ -163,6 +182,7 @@ class HttpTransport:
             start = offset
         elif status == 200:
             start = 0  # Range ignored or If-Range mismatch: the whole file comes again.
+            self._remember_validator(part, response)
             length = response.headers.get("Content-Length")
             total = int(length) if length and length.isdigit() else None
         else:
@@ -174,6 +194,8 @@ class HttpTransport:
             size = writer.size
         if total is not None and size != total:
             raise TransferFailed(f"incomplete transfer: got {size} of {total} bytes", retryable=True)
+        # Complete: fetch verifies, then renames or deletes the .part; nothing left to resume.
+        self._validator_file(part).unlink(missing_ok=True)
         return Transfer(total_size=total, resumed_from=start, digests=digests)
 
     def read_text(self, url: str, settings: "FetchSettings") -> str:

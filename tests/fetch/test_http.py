@@ -377,3 +377,28 @@ def test_two_processes_fetching_the_same_file_download_it_once(server, payload, 
     assert [p.exitcode for p in procs] == [0, 0]
     assert [(r.range, r.status) for r in server.requests()] == [(None, 200)]
     assert (tmp_path / "20200214.tar").read_bytes() == payload
+
+
+def test_next_run_resumes_with_the_validator_of_the_killed_run(server, payload, tmp_path, fast_settings):
+    src = _source(server, payload)
+    server.inject("/radar/20200214.tar", Fault("truncate", at=250_000))
+    fast_settings.retries = 0
+    with pytest.raises(FetchError, match="incomplete|broke off"):
+        fetch(src, tmp_path, fast_settings)  # "the job was killed" after the first attempt
+    assert not (tmp_path / "20200214.tar").exists()
+    result = fetch(src, tmp_path, fast_settings)  # a new run, new transport object
+    assert result.path.read_bytes() == payload
+    first, second = server.requests()
+    assert (second.range, second.status, second.sent) == ("bytes=250000-", 206, SIZE - 250_000)
+    assert second.if_range is not None and second.if_range.startswith('"')
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith("fetch-lock")) == ["20200214.tar"]
+
+
+def test_partial_of_another_version_is_not_spliced(server, payload, tmp_path, fast_settings):
+    src = _source(server, payload)
+    (tmp_path / "20200214.tar.part").write_bytes(b"old version bytes")
+    (tmp_path / ".20200214.tar.part.validator").write_text('"an-old-etag"')
+    result = fetch(src, tmp_path, fast_settings)
+    assert result.path.read_bytes() == payload
+    (request,) = server.requests()
+    assert (request.range, request.if_range, request.status) == ("bytes=17-", '"an-old-etag"', 200)
