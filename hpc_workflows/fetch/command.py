@@ -70,8 +70,11 @@ class CommandTransport:
             ) from None
         if proc.returncode != 0:
             stderr = proc.stderr.decode("utf-8", "replace").strip()[-_STDERR_LIMIT:]
+            permanent = proc.returncode in settings.command_permanent_exit_codes
             raise TransferFailed(
-                f"{argv[0]} exited with status {proc.returncode}: {stderr or '(no stderr)'}", retryable=True
+                f"{argv[0]} exited with status {proc.returncode}: {stderr or '(no stderr)'}",
+                retryable=not permanent,
+                field="url" if permanent else None,
             )
         if not dest.is_file():
             raise TransferFailed(f"{argv[0]} exited 0 but wrote no file at {dest}", retryable=True)

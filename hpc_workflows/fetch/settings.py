@@ -72,6 +72,9 @@ class FetchSettings:
         HTTP timeouts in seconds (read timeout = longest silence while receiving).
     command_timeout : float, optional
         Seconds before a hung archive command is killed (None: no limit).
+    command_permanent_exit_codes : list of int
+        Exit statuses of the archive client that mean retrying cannot help (e.g. ``[2]`` for
+        ``moo``'s user errors such as a wrong path): fail at once.  Others are retried.
     max_connections_per_host : int
         Concurrent connections to one host, across the threads of a process and, through
         lock files in ``host_lock_dir``, across processes.
@@ -110,6 +113,7 @@ class FetchSettings:
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
     command_timeout: float | None = None
+    command_permanent_exit_codes: list[int] = field(default_factory=list)
     max_connections_per_host: int = 4
     host_lock_dir: str | None = "auto"
     chunk_size: int = 1 << 20
@@ -147,6 +151,12 @@ class FetchSettings:
                 raise ValueError(f"FetchSettings.{name} must be a number of seconds > 0, got {value!r}")
         if self.command_timeout is not None and self.command_timeout <= 0:
             raise ValueError(f"FetchSettings.command_timeout must be > 0 or None, got {self.command_timeout!r}")
+        codes = self.command_permanent_exit_codes
+        if not isinstance(codes, (list, tuple)) or not all(isinstance(c, int) and c != 0 for c in codes):
+            raise ValueError(
+                f"FetchSettings.command_permanent_exit_codes must be a list of non-zero integers, got {codes!r}"
+            )
+        self.command_permanent_exit_codes = list(codes)
         if not isinstance(self.max_connections_per_host, int) or self.max_connections_per_host < 1:
             raise ValueError(
                 f"FetchSettings.max_connections_per_host must be an integer >= 1, got {self.max_connections_per_host!r}"

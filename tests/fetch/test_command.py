@@ -113,3 +113,19 @@ def test_checksum_sidecar_through_the_archive_client(moo, tmp_path):
     result = fetch(Source(key="k", url=url), tmp_path, _settings(checksum_sidecar="md5"))
     assert result.verified == f"md5:{hashlib.md5(data).hexdigest()}"
     assert result.path.read_bytes() == data
+
+
+def test_permanent_exit_code_fails_at_once(moo, tmp_path):
+    settings = _settings(command_permanent_exit_codes=[2])
+    with pytest.raises(FetchError) as info:
+        fetch(Source(key="k", url="moose:/adhoc/none.tar"), tmp_path, settings)
+    assert info.value.attempts == 1 and info.value.field == "url"
+    assert "exited with status 2" in str(info.value) and "TSSC_NO_SUCH_DATA" in str(info.value)
+    assert len(_argv_log()) == 1
+
+
+def test_transient_exit_code_is_still_retried_with_permanent_codes_set(moo, tmp_path, monkeypatch):
+    monkeypatch.setenv("FAKE_MOO_FAIL_FIRST", "1")
+    url = _archive(moo, "adhoc/radar/20200214.tar", b"abc")
+    result = fetch(Source(key="k", url=url), tmp_path, _settings(command_permanent_exit_codes=[2]))
+    assert result.attempts == 2
