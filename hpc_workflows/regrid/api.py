@@ -29,7 +29,7 @@ import numpy as np
 import xarray as xr
 
 from hpc_workflows.regrid.areas import area_weighted_mean
-from hpc_workflows.regrid.errors import GridError, RegridError
+from hpc_workflows.regrid.errors import RegridError
 from hpc_workflows.regrid.grids import SourceGrid, describe_origin, read_source_grid
 from hpc_workflows.regrid.methods import METHODS, build_weights, check_method, provenance_attrs
 from hpc_workflows.regrid.targets import TargetGrid, parse_target_grid
