@@ -59,7 +59,7 @@ class FilesystemTransport:
                 if exc.errno not in _NO_LINK:
                     raise TransferFailed(f"cannot link {src} to {part}: {exc.strerror}", retryable=True) from None
         try:
-            with open(src, "rb") as fin, PartWriter(part, 0, algorithms) as out:
+            with open(src, "rb") as fin, PartWriter(part, 0, algorithms, early_writeback=settings.fsync) as out:
                 while True:
                     block = fin.read(settings.chunk_size)
                     if not block:

@@ -28,7 +28,7 @@ class FsspecTransport:
         try:
             fs, path = fsspec.core.url_to_fs(source.url)
             total = fs.size(path)
-            with fs.open(path, "rb") as fin, PartWriter(part, offset, algorithms) as out:
+            with fs.open(path, "rb") as fin, PartWriter(part, offset, algorithms, early_writeback=settings.fsync) as out:
                 if offset:
                     fin.seek(offset)
                 while True:

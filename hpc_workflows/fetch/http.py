@@ -187,7 +187,7 @@ class HttpTransport:
             total = int(length) if length and length.isdigit() else None
         else:
             raise _status_failure(response, url)
-        with PartWriter(part, start, algorithms) as writer:
+        with PartWriter(part, start, algorithms, early_writeback=settings.fsync) as writer:
             for chunk in response.iter_raw():
                 writer.write(chunk)
             digests = writer.digests()
