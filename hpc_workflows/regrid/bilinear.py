@@ -167,21 +167,39 @@ def _curvilinear(source: SourceGrid, target: TargetGrid, k: int = 12) -> Weights
     lat, lon = _target_points(target)
     p = unit_vectors(lat, lon)
     kk = min(k, len(tri))
-    _, cand = tree.query(p, k=kk)
-    cand = cand.reshape(p.shape[0], kk)
-    # Barycentric coordinates of p in each candidate's plane: solve V^T b = p (3x3 each).
-    mats = np.transpose(v[cand], (0, 1, 3, 2))  # (n, k, 3 xyz, 3 vertices)
-    rhs = np.broadcast_to(p[:, None, :, None], mats.shape[:3] + (1,))
-    with np.errstate(all="ignore"):
-        b = np.linalg.solve(mats, rhs)[..., 0]  # (n, k, 3), scale irrelevant
-        b = b / b.sum(axis=-1, keepdims=True)
-    ok = np.all(b >= -1e-9, axis=-1) & np.all(np.isfinite(b), axis=-1)
-    found = ok.any(axis=1)
-    which = np.argmax(ok, axis=1)
-    rows = np.flatnonzero(found)
-    t_idx = cand[rows, which[rows]]
-    bary = np.clip(b[rows, which[rows]], 0.0, None)
-    bary /= bary.sum(axis=1, keepdims=True)
+    rows_l, tidx_l, bary_l = [], [], []
+    # Blocks of target points keep the (n, k, 3, 3) barycentric systems at ~40 MB.
+    block = 50_000
+    for s0 in range(0, p.shape[0], block):
+        pb = p[s0:s0 + block]
+        _, cand = tree.query(pb, k=kk)
+        cand = cand.reshape(pb.shape[0], kk)
+        # Barycentric coordinates of the ray through p in each candidate triangle, by
+        # Cramer's rule (p = b0 v0 + b1 v1 + b2 v2; det(a, b, c) = a . (b x c)); degenerate
+        # triangles give inf/NaN and are rejected below instead of raising.
+        v0, v1, v2 = (v[cand][:, :, i, :] for i in range(3))  # (n, k, 3) each
+        q = np.broadcast_to(pb[:, None, :], v0.shape)
+
+        def det(a, b_, c):
+            return np.einsum("nki,nki->nk", a, np.cross(b_, c))
+
+        with np.errstate(all="ignore"):
+            d = det(v0, v1, v2)
+            b = np.stack([det(q, v1, v2), det(v0, q, v2), det(v0, v1, q)], axis=-1) / d[..., None]
+            total = b.sum(axis=-1, keepdims=True)  # > 0: the ray hits the triangle's front
+            b = b / total  # scale irrelevant: normalise to sum 1
+        ok = (np.all(b >= -1e-9, axis=-1) & np.all(np.isfinite(b), axis=-1)
+              & (total[..., 0] > 0))
+        found = np.flatnonzero(ok.any(axis=1))
+        which = np.argmax(ok, axis=1)[found]
+        bary = np.clip(b[found, which], 0.0, None)
+        bary /= bary.sum(axis=1, keepdims=True)
+        rows_l.append(s0 + found)
+        tidx_l.append(cand[found, which])
+        bary_l.append(bary)
+    rows = np.concatenate(rows_l)
+    t_idx = np.concatenate(tidx_l)
+    bary = np.concatenate(bary_l) if bary_l else np.zeros((0, 3))
     m = sp.csr_matrix((bary.ravel(), (np.repeat(rows, 3), tri[t_idx].ravel())),
                       shape=(p.shape[0], source.lat.size))
     m.sum_duplicates()
