@@ -11,8 +11,11 @@
   vectors), 3 weights per target cell. Like bilinear it reproduces fields that are linear in
   the local coordinates and is exact at source points.
 
-Target points outside the source's centres (beyond the outermost row/column of centres, or
-outside the triangulation) get no weights and so come out missing.
+On ``latlon`` sources, target points between the outermost row/column of centres and the
+outer cell edge (e.g. the polar caps of a global grid whose centres stop at 89.5) take the
+value of that outermost row/column (constant, never extrapolated). Target points outside
+the source cells (or, for projected/curvilinear sources, outside the outermost centres or
+the triangulation) get no weights and so come out missing.
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ from hpc_workflows.regrid.weights import Weights
 __all__ = ["bilinear_weights", "linear_1d"]
 
 
-def linear_1d(src: np.ndarray, tgt: np.ndarray, period: float | None = None
+def linear_1d(src: np.ndarray, tgt: np.ndarray, period: float | None = None,
+              edges: tuple[float, float] | None = None
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Linear interpolation stencil from 1-D ``src`` points (any monotonic order) to ``tgt``.
 
@@ -38,6 +42,10 @@ def linear_1d(src: np.ndarray, tgt: np.ndarray, period: float | None = None
     period
         360.0 for a periodic (global longitude) axis, else ``None``. For a non-periodic
         longitude pass already unwrapped coordinates.
+    edges
+        (low, high) outer cell edges of a non-periodic axis: targets between an outermost
+        centre and its cell's outer edge take that cell's value (constant, not
+        extrapolated), e.g. the polar caps of a global grid whose centres stop at 89.5.
 
     Returns
     -------
@@ -60,6 +68,13 @@ def linear_1d(src: np.ndarray, tgt: np.ndarray, period: float | None = None
     j = np.clip(j, 0, s.size - 2)
     span = s[j + 1] - s[j]
     f = np.where(span > 0, (t - s[j]) / np.where(span > 0, span, 1.0), 0.0)
+    if edges is not None and period is None:
+        lo, hi = min(edges), max(edges)
+        below = (t < s[0]) & (t >= lo - 1e-9)
+        above = (t > s[-1]) & (t <= hi + 1e-9)
+        j = np.where(below, 0, np.where(above, s.size - 2, j))
+        f = np.where(below, 0.0, np.where(above, 1.0, f))
+        inside = inside | below | above
     i0 = np.where(inside, order[j], -1)
     i1 = np.where(inside, order[j + 1], -1)
     return i0, i1, np.where(inside, 1.0 - f, 0.0), np.where(inside, f, 0.0)
@@ -96,13 +111,20 @@ def _unwrap_lon(src_lon: np.ndarray, tgt_lon: np.ndarray) -> tuple[np.ndarray, n
 
 
 def _latlon(source: SourceGrid, target: TargetGrid) -> Weights:
-    a = _factor(*linear_1d(source.lat, target.lat), source.lat.size)
+    lat_edges = (float(np.min(source.lat_bnds)), float(np.max(source.lat_bnds)))
+    a = _factor(*linear_1d(source.lat, target.lat, edges=lat_edges), source.lat.size)
     if _is_periodic(source.lon_bnds):
         b = _factor(*linear_1d(np.mod(source.lon, 360.0), np.mod(target.lon, 360.0), 360.0),
                     source.lon.size)
     else:
         s_u, t_u = _unwrap_lon(source.lon, target.lon)
-        b = _factor(*linear_1d(s_u, t_u), source.lon.size)
+        west, east = lon_bounds_increasing(source.lon_bnds)
+        first = float(west[0]) if source.lon[0] <= source.lon[-1] else float(west[-1])
+        first = s_u.min() - np.mod(s_u.min() - first, 360.0)  # west edge on the s_u axis
+        # Unwrap targets from the west *edge* so points in the western half cell stay there.
+        t_u = first + np.mod(np.asarray(target.lon, dtype=np.float64) - first, 360.0)
+        b = _factor(*linear_1d(s_u, t_u, edges=(first, first + float(np.sum(east - west)))),
+                    source.lon.size)
     return Weights("bilinear", "", source.shape, target.shape, a, b)
 
 

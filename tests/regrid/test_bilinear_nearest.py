@@ -31,16 +31,37 @@ def test_bilinear_reproduces_linear_field_on_latlon() -> None:
     np.testing.assert_allclose(out, 2.0 * tlat - 0.7 * tlon + 11.0, rtol=0, atol=1e-10)
 
 
-def test_bilinear_periodic_longitude_and_outside_is_missing() -> None:
+def test_bilinear_periodic_longitude_and_polar_caps() -> None:
     lat, lon = centres(-90, 90, 10.0), centres(0, 360, 10.0)
-    data = np.broadcast_to(np.cos(np.radians(lon))[None, None, :], (1, lat.size, lon.size))
+    data = np.cos(np.radians(lon))[None, None, :] + 0.01 * lat[None, :, None]
     ds = latlon_dataset(lat, lon, data=np.array(data))
     out = regrid(ds, {"kind": "explicit", "lat": [-85.0, 0.0, 89.0], "lon": [0.0, 180.0]},
                  "bilinear").tas.values[0]
     # lon 0 lies between the centres 355 and 5: the periodic wrap averages them.
     assert abs(out[1, 0] - np.cos(np.radians(5.0))) < 1e-12
-    # 89N is poleward of the last source centre (85N): no extrapolation -> missing.
-    assert np.isnan(out[2]).all() and np.isfinite(out[:2]).all()
+    # 89N is poleward of the last centre (85N) but inside its cell: that row's value,
+    # interpolated in longitude only (held constant in latitude, never extrapolated).
+    np.testing.assert_allclose(out[2], [np.cos(np.radians(5.0)) + 0.85,
+                                        -np.cos(np.radians(5.0)) + 0.85], rtol=1e-12)
+
+
+def test_bilinear_regional_edges() -> None:
+    # Source cells 10..20N x 350..370E (centres 10.5..19.5, 350.5..369.5).
+    lat, lon = centres(10, 20, 1.0), centres(-10, 10, 1.0)
+    lat2 = np.broadcast_to(lat[:, None], (lat.size, lon.size))
+    lon2 = np.broadcast_to(lon[None, :], (lat.size, lon.size))
+    ds = latlon_dataset(lat, lon, data=(lat2 + 2 * lon2)[None])
+    spec = {"kind": "explicit", "lat": [10.2, 15.0, 19.8, 20.5], "lon": [-9.8, -5.0, 5.0,
+                                                                        9.8, 10.5]}
+    out = regrid(ds, spec, "bilinear").tas.values[0]
+    # Inside the centres: exact for a linear field; half cells at the edges: edge value;
+    # outside the source cells (20.5N, 10.5E): missing.
+    assert out[1, 1] == pytest.approx(15.0 + 2 * -5.0)
+    assert out[1, 2] == pytest.approx(15.0 + 2 * 5.0)
+    assert out[0, 1] == pytest.approx(10.5 - 10.0) and out[2, 1] == pytest.approx(19.5 - 10.0)
+    assert out[1, 0] == pytest.approx(15.0 + 2 * -9.5) and out[1, 3] == pytest.approx(15.0 + 19.0)
+    assert np.isnan(out[3]).all() and np.isnan(out[:, 4]).all()
+    assert np.isfinite(out[:3, :4]).all()
 
 
 def test_bilinear_mask_renormalises_without_spreading() -> None:
