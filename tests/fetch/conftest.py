@@ -22,11 +22,13 @@ def server() -> Iterator[FaultServer]:
 
 
 @pytest.fixture
-def fast_settings() -> FetchSettings:
-    """Settings with tiny retry delays and short timeouts so fault tests finish quickly."""
+def fast_settings(tmp_path_factory: pytest.TempPathFactory) -> FetchSettings:
+    """Settings with tiny retry delays and short timeouts so fault tests finish quickly
+    (connection-slot lock files in a temporary folder, not the machine's default one)."""
     return FetchSettings(
         retries=3, backoff_initial=0.01, backoff_factor=2.0, backoff_max=0.05, jitter=0.1,
         retry_after_max=2.0, connect_timeout=2.0, read_timeout=0.5, chunk_size=64 * 1024,
+        host_lock_dir=str(tmp_path_factory.mktemp("host-slots")),
     )
 
 
