@@ -180,7 +180,10 @@ def parse_target_grid(spec: str | dict[str, Any]) -> TargetGrid:
             if arr.ndim != 1 or arr.size < 1:
                 raise GridError(f"target grid {spec!r}: {name!r} must be a 1-D list of centres")
             if arr.size > 1 and not (np.all(np.diff(arr) > 0) or np.all(np.diff(arr) < 0)):
-                raise GridError(f"target grid {spec!r}: {name!r} must be strictly monotonic")
+                hint = (" (a grid crossing 0/360 can use -180..180 or values above 360, "
+                        "e.g. [350, 355, 360, 365])" if name == "lon" else "")
+                raise GridError(f"target grid {spec!r}: {name!r} must be strictly "
+                                f"monotonic{hint}")
         if np.any(np.abs(lat) > 90):
             raise GridError(f"target grid {spec!r}: 'lat' values must be within [-90, 90]")
         lat_b = (np.asarray(spec["lat_bnds"], dtype=np.float64) if "lat_bnds" in spec

@@ -169,3 +169,17 @@ def test_orca_land_mask_stays_missing(sample_data) -> None:
     assert np.isnan(float(out.sel(lat=51, lon=89, method="nearest")))
     assert np.isfinite(float(out.sel(lat=1, lon=181, method="nearest")))
     assert (out.values == 0).sum() <= (ds.votemper.values == 0).sum()
+
+
+def test_nearest_latlon_regional_across_meridian() -> None:
+    lat, lon = centres(40, 50, 0.5), centres(-5, 5, 0.5)  # cells 40..50N x 355..365E
+    ds = latlon_dataset(lat, lon, ntime=1)
+    spec = {"kind": "explicit", "lat": [39.0, 41.1, 49.9], "lon": [-6.0, -3.7, 0.1, 4.9, 6.0]}
+    out = regrid(ds, spec, "nearest").tas.values[0]
+    t, tlat, tlon = _target_points(spec)
+    slat, slon = np.meshgrid(lat, lon, indexing="ij")
+    ref = ds.tas.values[0].ravel()[_brute_nearest(slat, slon, tlat, tlon)].reshape(out.shape)
+    inside = ((tlat >= 40) & (tlat <= 50)
+              & ((np.mod(tlon + 180, 360) - 180 >= -5) & (np.mod(tlon + 180, 360) - 180 <= 5)))
+    np.testing.assert_array_equal(np.isfinite(out), inside)
+    np.testing.assert_array_equal(out[inside], ref[inside])
