@@ -129,9 +129,9 @@ def regrid(
     names = _spatial_variables(ds, variables)
     grid = read_source_grid(ds, names[0])
     for name in names[1:]:
-        if tuple(map(str, ds[name].dims[-2:])) != grid.dims:
-            raise RegridError(f"{describe_origin(ds, name)}: horizontal dims "
-                              f"{ds[name].dims[-2:]} differ from {grid.dims} of {names[0]!r}; "
+        if not set(grid.dims) <= set(map(str, ds[name].dims)):
+            raise RegridError(f"{describe_origin(ds, name)}: dims {ds[name].dims} do not "
+                              f"include the horizontal dims {grid.dims} of {names[0]!r}; "
                               "regrid variables on different grids in separate calls")
 
     if method == "aggregate":

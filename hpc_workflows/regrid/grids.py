@@ -237,10 +237,17 @@ def read_source_grid(ds: xr.Dataset, variable: str) -> SourceGrid:
     ydim, xdim = (str(d) for d in da.dims[-2:])
     coords = _candidate_coords(ds, variable)
 
-    lat1 = [n for n, c in coords.items() if c.dims == (ydim,) and _is_lat(n, c)]
-    lon1 = [n for n, c in coords.items() if c.dims == (xdim,) and _is_lon(n, c)]
-    if lat1 and lon1:
-        return _latlon_grid(ds, variable, (ydim, xdim), coords[lat1[0]], coords[lon1[0]])
+    # 1-D latitude/longitude on any two of the variable's dimensions (CF order puts them
+    # last, but e.g. (lat, lon, time) is accepted: callers transpose by name).
+    dims = [str(d) for d in da.dims]
+    lat1 = [n for n, c in coords.items() if c.ndim == 1 and str(c.dims[0]) in dims
+            and _is_lat(n, c)]
+    lon1 = [n for n, c in coords.items() if c.ndim == 1 and str(c.dims[0]) in dims
+            and _is_lon(n, c)]
+    if lat1 and lon1 and coords[lat1[0]].dims != coords[lon1[0]].dims:
+        lat_c, lon_c = coords[lat1[0]], coords[lon1[0]]
+        return _latlon_grid(ds, variable, (str(lat_c.dims[0]), str(lon_c.dims[0])), lat_c,
+                            lon_c)
 
     gm_name = _attr(da, "grid_mapping").split(":")[0].strip()
     ycoord = ds[ydim] if ydim in ds.variables else None

@@ -192,3 +192,12 @@ def test_integer_and_float32_inputs_keep_float_output(method: str) -> None:
     assert regrid(ds, "global_20deg", method).tas.dtype == np.float64
     ds32 = latlon_dataset(lat, lon, data=np.ones((1, lat.size, lon.size), dtype=np.float32))
     assert regrid(ds32, "global_20deg", method).tas.dtype == np.float32
+
+
+def test_non_cf_dimension_order_is_accepted() -> None:
+    lat, lon = centres(-90, 90, 3.0), centres(0, 360, 3.0)
+    ds = latlon_dataset(lat, lon, data=smooth_field(lat, lon, ntime=2))
+    ref = regrid(ds, "global_6deg").tas
+    out = regrid(ds.transpose("lat", "lon", "time"), "global_6deg").tas
+    assert out.dims == ("time", "lat", "lon")
+    np.testing.assert_allclose(out.values, ref.values, rtol=1e-13)
