@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import secrets
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -125,8 +127,18 @@ def save_weights(w: Weights, path: Path) -> Path:
         hpc_workflows_version=__version__,
     )
     encoding = {name: {"_FillValue": None} for name in arrays}
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    return write_netcdf_atomic(ds, Path(path), compression_level=0, encoding=encoding)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Several workers may build the same weights at once: each writes its own uniquely
+    # named file (atomically) and renames it over the final name, so no reader ever sees a
+    # mixture and the last complete file wins.
+    unique = path.with_name(f".{path.stem}.{os.getpid()}.{secrets.token_hex(4)}.nc")
+    try:
+        write_netcdf_atomic(ds, unique, compression_level=0, encoding=encoding)
+        os.replace(unique, path)
+    finally:
+        unique.unlink(missing_ok=True)
+    return path
 
 
 class WeightsFileError(ValueError):
@@ -204,5 +216,9 @@ def load_or_build_weights(source: Any, target: Any, method: str, build: Any,
     w.method = method
     w.build_seconds = time.perf_counter() - t0
     if path is not None:
-        save_weights(w, path)
+        try:
+            save_weights(w, path)
+        except OSError as exc:  # e.g. a read-only shared folder: still regrid, say so
+            log.warning("could not save weights to %s (%s); continuing without the cache",
+                        path, exc)
     return w

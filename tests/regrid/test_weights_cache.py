@@ -78,3 +78,28 @@ def test_stale_weights_file_for_other_grids_is_rebuilt(tmp_path: Path, ds) -> No
 def test_no_part_files_left_behind(tmp_path: Path, ds) -> None:
     regrid(ds, "global_10deg", weights_dir=tmp_path)
     assert not list(tmp_path.glob("*.part"))
+
+
+def test_unusable_weights_dir_still_regrids(tmp_path: Path, ds, caplog) -> None:
+    # A folder that cannot be created (its parent is a file) fails even for root, like a
+    # read-only shared folder does for users.
+    (tmp_path / "not_a_folder").write_text("x")
+    with caplog.at_level(logging.WARNING, logger="hpc_workflows.regrid.weights"):
+        out = regrid(ds, "global_10deg", weights_dir=tmp_path / "not_a_folder" / "weights")
+    assert np.isfinite(out.tas.values).all()
+    assert any("could not save weights" in r.message for r in caplog.records)
+
+
+def test_concurrent_builders_leave_one_valid_file(tmp_path: Path, ds) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: regrid(ds, "global_10deg", weights_dir=tmp_path)
+                                .tas.values, range(4)))
+    for r in results[1:]:
+        np.testing.assert_array_equal(r, results[0])
+    assert len(list(tmp_path.glob("weights_*.nc"))) == 1
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    grid = read_source_grid(ds, "tas")
+    assert build_weights(grid, parse_target_grid("global_10deg"), "conservative",
+                         tmp_path).from_cache
