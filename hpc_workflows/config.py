@@ -350,6 +350,11 @@ class OutputConfig(Config):
         default=None,
         description="Scratch folder for downloads and unpacking (default: <directory>/.work).",
     )
+    check_area_means: bool = Field(
+        default=False,
+        description="Record the area-weighted mean of input (over the target's region) and "
+        "output per variable: a conservation check that costs one more read of each input.",
+    )
 
     @field_validator("compression_level")
     @classmethod

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +47,7 @@ class PreprocessSettings:
     window_start: _dt.datetime | None = None
     window_end: _dt.datetime | None = None
     compression_level: int = 4
+    check_area_means: bool = False
 
 
 @dataclass
@@ -147,7 +149,7 @@ def preprocess_file(
     -------
     PreprocessResult
     """
-    from hpc_workflows.regrid import area_weighted_mean, parse_target_grid, regrid
+    from hpc_workflows.regrid import parse_target_grid
 
     started = time.perf_counter()
     digest = settings_digest(settings)
@@ -155,59 +157,114 @@ def preprocess_file(
         return PreprocessResult(output=output, skipped=True, seconds=time.perf_counter() - started)
 
     target = parse_target_grid(settings.target)
-    # Chunk over time only: memory is bounded by one chunk of full 2-D fields.
+    target_text = json.dumps(settings.target) if isinstance(settings.target, dict) else settings.target
+    stamp = {
+        _INPUT_ATTR: input_sha256,
+        _SETTINGS_ATTR: digest,
+        "regrid_target": target_text,
+    }
+    sources = provenance_sources or [{"url": str(source), "sha256": input_sha256}]
     with xr.open_dataset(source, chunks=_time_chunks(source)) as ds:
         names = _gridded_variables(ds, settings.variables, source)
-        ds = _subset_time(ds, settings)
-        if "time" in ds.dims and ds.sizes["time"] == 0:
+        window = _subset_time(ds, settings)
+        if "time" in window.dims and window.sizes["time"] == 0:
             raise ValueError(
                 f"{source}: no time steps fall inside the window "
                 f"{settings.window_start} .. {settings.window_end}: check window.start/end"
             )
-        if settings.time_freq:
-            from hpc_workflows.temporal import resample_time
+        whole_file = "time" not in ds.dims or window.sizes["time"] == ds.sizes["time"]
+        if settings.time_freq is None and whole_file:
+            _regrid_streaming(source, output, target, settings, names, stamp, sources)
+        else:
+            _regrid_lazily(window, output, target, settings, names, stamp, sources)
+        mean_before: dict[str, float] = {}
+        mean_after: dict[str, float] = {}
+        if settings.check_area_means and settings.method != "aggregate" and not settings.time_freq:
+            # After writing, from the files: the input is read once more, the output is small.
+            with xr.open_dataset(output) as written:
+                for name in names:
+                    if name in written.data_vars:
+                        mean_before[name] = _safe_mean(lambda da: _mean_over_target(da, target), window[name])
+                        mean_after[name] = _safe_mean(_area_weighted_mean, written[name])
+    with xr.open_dataset(output, decode_times=False) as written:
+        steps = int(written.sizes.get("time", 0))
+    return PreprocessResult(
+        output=output,
+        skipped=False,
+        seconds=time.perf_counter() - started,
+        variables=list(names),
+        time_steps=steps,
+        mean_before=mean_before,
+        mean_after=mean_after,
+    )
 
-            resampled = resample_time(ds[names], settings.time_freq, how=settings.time_how,
-                                      scale=settings.time_scale, units=settings.time_units)
-            # Keep what describes the grid (grid_mapping variables, 2-D lat/lon, bounds).
-            ds = resampled.assign(_ancillaries(ds, names))
-            _retime_units(ds)
-        out = regrid(
-            ds,
-            target,
-            settings.method,
+
+def _area_weighted_mean(da: xr.DataArray) -> float:
+    from hpc_workflows.regrid import area_weighted_mean
+
+    return area_weighted_mean(da)
+
+
+def _regrid_streaming(source: Path, output: Path, target: Any, settings: PreprocessSettings,
+                      names: list[str], stamp: dict[str, Any], sources: list[dict[str, Any]]) -> None:
+    """The fast path (whole file, no time resampling): netCDF4 in → netCDF4 out in chunks.
+
+    ``regrid_file`` writes a staged file atomically; provenance is added to it in place and
+    only then is it renamed to ``output``, so ``output`` is never a file without its stamp.
+    """
+    import netCDF4
+
+    from hpc_workflows.regrid import regrid_file
+    from hpc_workflows.write import provenance_attrs
+
+    staged = output.with_name(f".{output.name}.staged")
+    try:
+        regrid_file(
+            source, staged, target, settings.method,
             variables=names,
             min_valid_fraction=settings.min_valid_fraction,
             weights_dir=Path(settings.weights_dir) if settings.weights_dir else None,
             statistics=settings.statistics,
             bands=settings.bands,
+            compression_level=settings.compression_level,
         )
-        mean_before: dict[str, float] = {}
-        mean_after: dict[str, float] = {}
-        if settings.method in ("conservative", "bilinear", "nearest"):
-            for name in names:
-                if name in out.data_vars:
-                    mean_before[name] = _safe_mean(
-                        lambda da: _mean_over_target(da, target), ds[name])
-                    mean_after[name] = _safe_mean(area_weighted_mean, out[name])
-        out.attrs[_INPUT_ATTR] = input_sha256
-        out.attrs[_SETTINGS_ATTR] = digest
-        out = add_provenance(
-            out,
-            sources=provenance_sources or [{"url": str(source), "sha256": input_sha256}],
-            extra={"regrid_target": json.dumps(settings.target) if isinstance(settings.target, dict) else settings.target},
-        )
-        write_netcdf_atomic(out, output, compression_level=settings.compression_level)
-        steps = int(out.sizes.get("time", 0))
-    return PreprocessResult(
-        output=output,
-        skipped=False,
-        seconds=time.perf_counter() - started,
-        variables=[n for n in names],
-        time_steps=steps,
-        mean_before=mean_before,
-        mean_after=mean_after,
+        with netCDF4.Dataset(staged, "a") as nc:
+            current = {k: nc.getncattr(k) for k in nc.ncattrs()}
+            new = provenance_attrs(current, sources=sources, extra=stamp)
+            nc.setncatts({k: v for k, v in new.items() if current.get(k) != v})
+        with open(staged, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(staged, output)
+    finally:
+        staged.unlink(missing_ok=True)
+
+
+def _regrid_lazily(ds: xr.Dataset, output: Path, target: Any, settings: PreprocessSettings,
+                   names: list[str], stamp: dict[str, Any], sources: list[dict[str, Any]]) -> None:
+    """The general path: cut to the window and resample in time with xarray, then regrid
+    lazily (dask, chunked over time) and stream the result to disk."""
+    from hpc_workflows.regrid import regrid
+
+    if settings.time_freq:
+        from hpc_workflows.temporal import resample_time
+
+        resampled = resample_time(ds[names], settings.time_freq, how=settings.time_how,
+                                  scale=settings.time_scale, units=settings.time_units)
+        # Keep what describes the grid (grid_mapping variables, 2-D lat/lon, bounds).
+        ds = resampled.assign(_ancillaries(ds, names))
+        _retime_units(ds)
+    out = regrid(
+        ds,
+        target,
+        settings.method,
+        variables=names,
+        min_valid_fraction=settings.min_valid_fraction,
+        weights_dir=Path(settings.weights_dir) if settings.weights_dir else None,
+        statistics=settings.statistics,
+        bands=settings.bands,
     )
+    out = add_provenance(out, sources=sources, extra=stamp)
+    write_netcdf_atomic(out, output, compression_level=settings.compression_level)
 
 
 def _retime_units(ds: xr.Dataset) -> None:

@@ -67,4 +67,5 @@ def preprocess_settings(cfg: WorkflowConfig) -> PreprocessSettings:
         # The last source covers [end, end + step): keep its data, not just its first instant.
         window_end=_window_data_end(cfg) if cfg.subset_time else None,
         compression_level=cfg.output.compression_level,
+        check_area_means=cfg.output.check_area_means,
     )

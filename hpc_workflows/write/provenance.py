@@ -5,24 +5,25 @@ from __future__ import annotations
 import datetime as _dt
 import platform
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 import xarray as xr
 
-__all__ = ["add_provenance"]
+__all__ = ["add_provenance", "provenance_attrs"]
 
 
-def add_provenance(
-    ds: xr.Dataset,
+def provenance_attrs(
+    attrs: Mapping[str, Any],
     *,
     sources: Iterable[Mapping[str, object]] = (),
     extra: Mapping[str, object] | None = None,
-) -> xr.Dataset:
-    """Return ``ds`` with CF ``history``/``source`` style provenance attributes added.
+) -> dict[str, Any]:
+    """Return ``attrs`` with CF ``history`` and ``hpc_workflows_*`` provenance added.
 
     Parameters
     ----------
-    ds
-        Dataset to annotate (not modified in place).
+    attrs
+        The file's global attributes so far (not modified).
     sources
         One mapping per input file, e.g. ``{"url": ..., "sha256": ...}``; recorded as
         ``hpc_workflows_sources`` lines ``<url> sha256:<hex>``.
@@ -32,28 +33,38 @@ def add_provenance(
 
     Returns
     -------
-    xarray.Dataset
-        A shallow copy with the attributes set.
+    dict
+        The new global attributes.
     """
     from hpc_workflows import __version__
 
     now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    out = ds.copy()
-    attrs = dict(out.attrs)
-    attrs["Conventions"] = "CF-1.8"
+    out = dict(attrs)
+    out["Conventions"] = "CF-1.8"
     line = f"{now}: written by hpc_workflows {__version__} (python {platform.python_version()})"
-    attrs["history"] = f"{line}\n{attrs['history']}" if attrs.get("history") else line
-    attrs["hpc_workflows_version"] = __version__
-    attrs["hpc_workflows_created"] = now
+    out["history"] = f"{line}\n{out['history']}" if out.get("history") else line
+    out["hpc_workflows_version"] = __version__
+    out["hpc_workflows_created"] = now
     lines = []
     for src in sources:
         url = src.get("url") or src.get("path") or "?"
         digest = src.get("sha256")
         lines.append(f"{url} sha256:{digest}" if digest else str(url))
     if lines:
-        attrs["hpc_workflows_sources"] = "\n".join(lines)
+        out["hpc_workflows_sources"] = "\n".join(lines)
     for key, value in (extra or {}).items():
         name = key if key.startswith("hpc_workflows_") else f"hpc_workflows_{key}"
-        attrs[name] = value if isinstance(value, (str, int, float)) else str(value)
-    out.attrs = attrs
+        out[name] = value if isinstance(value, (str, int, float)) else str(value)
+    return out
+
+
+def add_provenance(
+    ds: xr.Dataset,
+    *,
+    sources: Iterable[Mapping[str, object]] = (),
+    extra: Mapping[str, object] | None = None,
+) -> xr.Dataset:
+    """Return a shallow copy of ``ds`` with :func:`provenance_attrs` as its attributes."""
+    out = ds.copy()
+    out.attrs = provenance_attrs(ds.attrs, sources=sources, extra=extra)
     return out

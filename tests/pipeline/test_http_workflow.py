@@ -101,3 +101,15 @@ def test_outputs_conserve_and_hide_credentials(http_run):
 
 def test_second_run_downloads_nothing(http_run):
     assert [r for r in http_run["log_second"] if not r.path.endswith(".sha256")] == []
+    summary = json.loads((http_run["out"] / "run_summary.json").read_text())
+    assert summary["outputs_skipped"] == 3 and summary["outputs_written"] == 0
+
+
+def test_streamed_outputs_carry_provenance(http_run):
+    """Whole files without resampling take the streaming path; its outputs are stamped too."""
+    with xr.open_dataset(http_run["out"] / "tas_20200214.nc") as out:
+        assert out.attrs["hpc_workflows_regrid_method"] == "conservative"
+        assert len(out.attrs["hpc_workflows_input_sha256"]) == 64
+        assert out["tas"].attrs["units"] == "K"
+        assert "area: mean" in out["tas"].attrs["cell_methods"]
+        assert out["lat"].attrs["bounds"] in out.variables
