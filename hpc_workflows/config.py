@@ -151,6 +151,14 @@ class SourceConfig(Config):
         description="Product names; the selected members of each are merged into one file "
         "per product and source, e.g. ['rainrate_composite', 'qualityproduct_composite'].",
     )
+    permanent_exit_codes: Optional[list[int]] = Field(
+        default=None,
+        description="Archive-client exit statuses that retrying cannot fix (e.g. [2] for moo's "
+        "user errors such as a wrong path): fail at once instead of retrying.",
+    )
+    command_timeout: Optional[float] = Field(
+        default=None, description="Seconds before a hung archive command is killed."
+    )
     checksum_sidecar: Optional[str] = Field(
         default=None, description="Fetch '<url>.sha256' or '<url>.md5' and verify: 'sha256' or 'md5'."
     )

@@ -38,6 +38,8 @@ def fetch_settings(cfg: WorkflowConfig) -> FetchSettings:
         read_timeout=src.read_timeout,
         max_connections_per_host=src.max_connections_per_host,
         checksum_sidecar=src.checksum_sidecar,
+        command_permanent_exit_codes=list(src.permanent_exit_codes or []),
+        command_timeout=src.command_timeout,
     )
 
 

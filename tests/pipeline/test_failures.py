@@ -72,3 +72,20 @@ def test_bad_data_fails_without_retry(moo_archive):
     assert not [e for e in events if e.event_type == DagsterEventType.STEP_RESTARTED]
     # the failed step left no partial output behind
     assert not list((moo_archive / "out").glob("*.nc*"))
+
+
+def test_missing_archive_file_fails_fast_with_client_message(moo_archive):
+    """moo's exit 2 (no such data) is configured as permanent: one call, its stderr kept."""
+    cfg = _config(moo_archive / "out")
+    cfg["window"].update(start="2020-02-13", end="2020-02-14")  # no archive for the 13th
+    cfg["source"]["permanent_exit_codes"] = [2]
+    result, events = _run(cfg)
+    assert not result.success
+    failures = [e for e in events if e.event_type == DagsterEventType.STEP_FAILURE]
+    assert [e.step_key for e in failures] == ["fetch_and_regrid.fetch_source[20200213]"]
+    message = failures[0].event_specific_data.error.to_string()
+    assert "TSSC_NO_SUCH_DATA" in message and "20200213.tar" in message
+    argv_log = (moo_archive / "moo_state.argv").read_text().splitlines()
+    assert sum("20200213.tar" in line for line in argv_log) == 1
+    # the other day is unaffected: fetched, regridded and written
+    assert (moo_archive / "out" / "radar_20200214_rainrate_composite.nc").is_file()
