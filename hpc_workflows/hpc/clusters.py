@@ -3,7 +3,7 @@
 Reuses ``distributed.LocalCluster`` and dask-jobqueue's ``SLURMCluster``/``PBSCluster``; what is
 added is what a run needs around them: scaling that is always requested, job submission errors
 surfaced, a worker slot resource so a worker runs one step at a time, walltime-derived worker
-lifetimes, TLS by default on batch systems, and a close that leaves no job behind.
+lifetimes (drain then close, :mod:`.retirement`), TLS by default on batch systems, and a close that leaves no job behind.
 """
 
 from __future__ import annotations
@@ -19,8 +19,10 @@ from distributed import Client, LocalCluster
 from distributed.security import Security
 
 from .batch_jobs import SubmissionLedger, tracked_cluster_class
+from .retirement import JOB_START_ENV, RetireBeforeWalltime
 from .security import security_from_files, temporary_security
 from .settings import STEP_SLOT, BatchClusterSettings, ExecutorSettings, LocalClusterSettings
+from .walltime import parse_walltime
 
 log = logging.getLogger(__name__)
 
@@ -131,19 +133,23 @@ def _open_batch(kind: str, s: BatchClusterSettings, name: str) -> RunCluster:
         interface=s.interface,
         local_directory=s.local_directory,
         log_directory=s.log_directory,
-        job_script_prologue=list(s.job_script_prologue),
+        # The drain plugin counts the worker's lifetime from job start, not worker start.
+        job_script_prologue=[f"export {JOB_START_ENV}=$(date +%s)", *s.job_script_prologue],
         job_extra_directives=list(s.job_extra_directives),
-        worker_extra_args=[*s.lifetime().worker_args(), "--resources", _resource_arg(resources)],
+        worker_extra_args=["--resources", _resource_arg(resources)],
         python=s.python or sys.executable,
         death_timeout=s.death_timeout,
         security=security,
         # The dashboard has no authentication: not opened on a shared login/compute node.
-        scheduler_options={"dashboard": False, "dashboard_address": None},
+        scheduler_options={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
     )
     if security is not None:
         kwargs["shared_temp_directory"] = s.shared_temp_directory or s.log_directory or str(Path.cwd())
     cluster = cluster_cls(**kwargs)
     client = Client(cluster, security=security, set_as_default=False)
+    life = s.lifetime()
+    hard_limit = parse_walltime(s.walltime) - min(10, (parse_walltime(s.walltime) - life.lifetime) // 2)
+    client.register_plugin(RetireBeforeWalltime(life.lifetime, life.stagger, hard_limit))
     return RunCluster(
         kind, client, cluster, resources, s.cores // s.processes, ledger=ledger, security=security
     )

@@ -170,7 +170,9 @@ class HpcDaskExecutor(DaskExecutor):
         step_key: str,
     ) -> Iterator[DagsterEvent]:
         if future.status == "finished":
-            for event in future.result():
+            events = future.result()
+            future.release()  # free the worker's copy now: a draining worker waits for it
+            for event in events:
                 yield event
                 active.handle_event(event)
         else:

@@ -56,9 +56,6 @@ class WorkerLifetime:
     stagger: int
     """Random +/- spread so that workers started together do not all retire at once."""
 
-    def worker_args(self) -> list[str]:
-        """``dask worker`` arguments for this lifetime."""
-        return ["--lifetime", f"{self.lifetime}s", "--lifetime-stagger", f"{self.stagger}s"]
 
 
 def lifetime_for(walltime_seconds: int, margin_seconds: int | None = None) -> WorkerLifetime:

@@ -1,0 +1,72 @@
+"""Retire batch workers before their walltime without losing the step they run.
+
+dask's own ``--lifetime`` retires a worker at a fixed time even while a task executes: the
+scheduler removes the worker, the step is restarted elsewhere and counts as a worker death
+(three of those fail the step with KilledWorker). Here a worker plugin instead, at the drain
+time, sets the worker's step slot to 0 so the scheduler sends it no new step, waits for the
+running step to finish (bounded by the walltime), then closes the worker; the job ends and the
+cluster's adaptive loop submits a replacement.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import time
+
+from distributed import WorkerPlugin
+
+from .settings import STEP_SLOT
+
+log = logging.getLogger(__name__)
+
+#: Exported by the worker job script (see clusters.py) so drain times count from job start.
+JOB_START_ENV = "HPCWF_JOB_START"
+
+
+class RetireBeforeWalltime(WorkerPlugin):
+    """Drain then close a worker ``lifetime`` s (+/- ``stagger``) after its batch job started.
+
+    Parameters
+    ----------
+    lifetime : float
+        Seconds after job start at which the worker stops taking new steps.
+    stagger : float
+        Random spread so that workers started together do not all leave at once.
+    hard_limit : float
+        Seconds after job start by which the worker closes even if a step still runs (a few
+        seconds before the batch system would kill it).
+    """
+
+    name = "hpc-workflows-retire-before-walltime"
+
+    def __init__(self, lifetime: float, stagger: float, hard_limit: float):
+        self.lifetime = lifetime
+        self.stagger = stagger
+        self.hard_limit = hard_limit
+
+    def setup(self, worker) -> None:
+        started = float(os.environ.get(JOB_START_ENV) or time.time())
+        drain_at = started + self.lifetime + random.uniform(-self.stagger, self.stagger)
+        self._task = asyncio.ensure_future(self._retire(worker, drain_at, started + self.hard_limit))
+
+    def teardown(self, worker) -> None:
+        # Teardown runs inside the close that _retire itself started: cancelling then would
+        # abort that close and leave the job idling until the walltime kills it.
+        task = getattr(self, "_task", None)
+        if task is not None and not getattr(self, "_closing", False):
+            task.cancel()
+
+    async def _retire(self, worker, drain_at: float, hard_at: float) -> None:
+        await asyncio.sleep(max(0.0, drain_at - time.time()))
+        log.info("walltime near: %s takes no new steps", worker.address)
+        await worker.set_resources(**{STEP_SLOT: 0})
+        # Wait for the running step, and for its result to be collected by the orchestrator:
+        # with no other worker to move that result to, dask would abort the graceful retirement
+        # and the close would count as a worker death for the steps queued here.
+        while (worker.state.executing_count or len(worker.data)) and time.time() < hard_at:
+            await asyncio.sleep(0.25)
+        self._closing = True
+        await worker.close_gracefully(reason="walltime-near")

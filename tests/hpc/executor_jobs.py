@@ -1,0 +1,139 @@
+"""Small Dagster jobs the HPC executor tests run (loaded by file path on the workers).
+
+Step behaviour is steered by environment variables, since batch workers inherit the
+submitter's environment (sbatch/qsub export it): HPCWF_TEST_FAN (fan-out width),
+HPCWF_TEST_STEP_SECONDS (how long each `work` step runs), HPCWF_TEST_OUT (where `collect` writes
+its JSON), HPCWF_TEST_MARKERS (folder for the flaky op's attempt markers).
+"""
+
+import json
+import os
+import time
+from pathlib import Path
+
+import dagster as dg
+
+from hpc_workflows.hpc.executor import hpc_dask_executor
+
+
+def _where(context) -> dict:
+    return {
+        "run_id": context.run_id,
+        "pid": os.getpid(),
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+        "pbs_jobid": os.environ.get("PBS_JOBID"),
+    }
+
+
+@dg.op(out=dg.DynamicOut(int))
+def fan_out():
+    for i in range(int(os.environ.get("HPCWF_TEST_FAN", "4"))):
+        yield dg.DynamicOutput(i, mapping_key=f"k{i}")
+
+
+@dg.op
+def work(context, i: int) -> dict:
+    markers = os.environ.get("HPCWF_TEST_MARKERS")
+    if markers:  # lets a test find the batch job running this step, to kill it mid-step
+        Path(markers, f"started-{i}-{os.getpid()}").write_text(json.dumps(_where(context)))
+    deadline = time.monotonic() + float(os.environ.get("HPCWF_TEST_STEP_SECONDS", "0"))
+    while time.monotonic() < deadline:  # busy-ish wait: the step really occupies its worker
+        time.sleep(0.05)
+    return {"i": i, **_where(context)}
+
+
+@dg.op
+def collect(context, results: list[dict]) -> list[dict]:
+    out = os.environ.get("HPCWF_TEST_OUT")
+    if out:
+        Path(out).write_text(json.dumps({"run_id": context.run_id, "results": results}))
+    return results
+
+
+@dg.job(executor_def=hpc_dask_executor)
+def fan_job():
+    collect(fan_out().map(work).collect())
+
+
+@dg.op(retry_policy=dg.RetryPolicy(max_retries=2))
+def flaky(context) -> int:
+    """Fails on its first attempt (a marker file remembers attempts across workers)."""
+    marker = Path(os.environ["HPCWF_TEST_MARKERS"]) / f"flaky-{context.run_id}"
+    attempts = int(marker.read_text()) + 1 if marker.exists() else 1
+    marker.write_text(str(attempts))
+    if attempts == 1:
+        raise RuntimeError("transient failure on attempt 1")
+    return attempts
+
+
+@dg.op
+def after_flaky(attempts: int) -> int:
+    return attempts
+
+
+@dg.op
+def broken() -> int:
+    raise ValueError("this step always fails")
+
+
+@dg.op
+def after_broken(x: int) -> int:
+    return x + 1
+
+
+@dg.job(executor_def=hpc_dask_executor)
+def retry_skip_job():
+    after_flaky(flaky())
+    after_broken(broken())
+
+
+@dg.op(tags={"dagster-dask/resource_requirements": json.dumps({"GPU": 1})})
+def needs_gpu() -> int:
+    return 1
+
+
+@dg.job(executor_def=hpc_dask_executor)
+def gpu_job():
+    needs_gpu()
+
+
+@dg.op
+def dask_sum() -> dict:
+    """A dask computation inside a step: which scheduler and how many threads it got."""
+    import dask
+    import dask.array as da
+    import threading
+
+    seen = set()
+
+    def record(block):
+        seen.add(threading.get_ident())
+        time.sleep(0.05)
+        return block
+
+    x = da.ones((64, 64), chunks=(8, 8)).map_blocks(record)
+    total = float(x.sum().compute())
+    from hpc_workflows.hpc.worker_step import step_threads
+
+    return {
+        "total": total,
+        "threads_used": len(seen),
+        "step_threads": step_threads(),
+        "scheduler": str(dask.config.get("scheduler", None)),
+    }
+
+
+@dg.op
+def report_dask(context, info: dict) -> dict:
+    out = os.environ.get("HPCWF_TEST_OUT")
+    if out:
+        Path(out).write_text(json.dumps(info))
+    return info
+
+
+@dg.job(executor_def=hpc_dask_executor)
+def dask_in_step_job():
+    report_dask(dask_sum())
+
+
+defs = dg.Definitions(jobs=[fan_job, retry_skip_job, gpu_job, dask_in_step_job])
