@@ -1,0 +1,100 @@
+# Shared by the job scripts: find the project, activate its environment, set DAGSTER_HOME.
+# Sourced, not run. Every setting is an environment variable so that
+# `qsub -v HPCW_CONFIG=...` / `sbatch --export=ALL,HPCW_CONFIG=...` can change it.
+#
+#   HPCW_PROJECT_DIR  project checkout (default: the folder the job was submitted from)
+#   HPCW_ACTIVATE     shell code that activates the environment, e.g.
+#                     "module load anaconda3 && conda activate hpc_workflows"
+#                     (default: source $HPCW_PROJECT_DIR/.venv/bin/activate)
+#   DAGSTER_HOME      Dagster instance; MUST be on a filesystem every node sees
+#                     (default: $HPCW_PROJECT_DIR/.dagster_home)
+
+hpcw_log() { printf '[%s] %s\n' "$(date -u +%H:%M:%S)" "$*"; }
+
+hpcw_setup() {
+    # PBS starts jobs in $HOME; SLURM in the submit folder. Both record the submit folder.
+    HPCW_PROJECT_DIR=${HPCW_PROJECT_DIR:-${PBS_O_WORKDIR:-${SLURM_SUBMIT_DIR:-$PWD}}}
+    if [ ! -f "$HPCW_PROJECT_DIR/pyproject.toml" ] || [ ! -d "$HPCW_PROJECT_DIR/hpc_workflows" ]; then
+        echo "error: $HPCW_PROJECT_DIR is not the hpc_workflows project folder:" \
+             "submit from the project folder or set HPCW_PROJECT_DIR" >&2
+        return 2
+    fi
+    cd "$HPCW_PROJECT_DIR"
+    if [ -n "${HPCW_ACTIVATE:-}" ]; then
+        eval "$HPCW_ACTIVATE"
+    elif [ -f .venv/bin/activate ]; then
+        # shellcheck disable=SC1091
+        source .venv/bin/activate
+    fi
+    if ! command -v dagster >/dev/null 2>&1; then
+        echo "error: no 'dagster' on PATH after activating the environment:" \
+             "run ./quickstart.sh once, or set HPCW_ACTIVATE" >&2
+        return 2
+    fi
+    export DAGSTER_HOME=${DAGSTER_HOME:-$HPCW_PROJECT_DIR/.dagster_home}
+    hpc-workflows init-home "$DAGSTER_HOME" >/dev/null
+    hpcw_log "project $HPCW_PROJECT_DIR, python $(command -v python), DAGSTER_HOME $DAGSTER_HOME"
+}
+
+# Run the production job with the config in $1; exit status is the run's (non-zero on failure).
+hpcw_run_job() {
+    local config=$1
+    hpc-workflows check-config "$config" || return 2
+    hpcw_log "running fetch_and_regrid with $config on ${HOSTNAME:-$(hostname)}"
+    local rc=0
+    dagster job execute -m hpc_workflows -j fetch_and_regrid -c "$config" || rc=$?
+    if [ "$rc" -eq 0 ]; then
+        hpcw_log "run succeeded"
+    else
+        hpcw_log "run FAILED (exit $rc): see the log above and 'dagster dev -m hpc_workflows' for details"
+    fi
+    return "$rc"
+}
+
+# A free TCP port on this node.
+hpcw_free_port() {
+    python - <<'PY'
+import socket
+with socket.socket() as s:
+    s.bind(("", 0))
+    print(s.getsockname()[1])
+PY
+}
+
+# Start the web UI and tell the user how to reach it; stop cleanly when the job ends.
+#   HPCW_UI_EXPOSE=1   bind to this node's network name (every cluster user can reach it)
+#   HPCW_LOGIN_HOST    login host for the printed ssh command (default: login.example)
+hpcw_run_ui() {
+    local port host node login url tunnel
+    port=${HPCW_UI_PORT:-$(hpcw_free_port)}
+    node=$(hostname -f 2>/dev/null || hostname)
+    login=${HPCW_LOGIN_HOST:-<login-host>}
+    if [ "${HPCW_UI_EXPOSE:-0}" = "1" ]; then
+        host=$node
+        echo "WARNING: the web UI has no authentication and listens on $host:$port:" \
+             "anyone who can reach this node can see and launch runs as you." >&2
+        tunnel="ssh -N -L $port:$node:$port $login"
+    else
+        # Loopback only: other users on the cluster network cannot reach it; the tunnel
+        # goes through the login host to this node and ends on the node's loopback.
+        host=127.0.0.1
+        tunnel="ssh -N -L $port:127.0.0.1:$port -J $login $node"
+    fi
+    url="http://localhost:$port"
+    cat <<MSG
+================================================================================
+hpc_workflows web UI on $node (listening on $host:$port)
+On your laptop, run:
+
+    $tunnel
+
+then open $url
+================================================================================
+MSG
+    dagster-webserver -h "$host" -p "$port" -m hpc_workflows &
+    HPCW_UI_PID=$!
+    # Batch systems send TERM before the walltime kill (and on qdel/scancel): stop the UI
+    # cleanly then, so no webserver outlives the job.
+    trap 'hpcw_log "stopping web UI (pid $HPCW_UI_PID)"; kill -TERM "$HPCW_UI_PID" 2>/dev/null; wait "$HPCW_UI_PID" || true; exit 0' TERM INT
+    wait "$HPCW_UI_PID"
+}

@@ -1,0 +1,17 @@
+#!/bin/bash
+# The Dagster web UI on a PBS compute node, reached from your laptop through an SSH tunnel:
+#   qsub -v HPCW_LOGIN_HOST=login.mysite.org job_scripts/run_dagit.sh
+# then read the job's output file for the exact ssh command and URL.
+# The UI has no authentication, so by default it listens on the node's loopback only and the
+# tunnel ends on the node. HPCW_UI_EXPOSE=1 listens on the node's network name instead
+# (the `dagit -h $HOSTNAME` habit): anyone on the cluster network can then use it as you.
+#PBS -N hpcw_ui
+#PBS -l walltime=08:00:00
+#PBS -l select=1:ncpus=1:mem=2gb
+#PBS -j oe
+##PBS -q normal
+##PBS -A my_project
+set -euo pipefail
+source "${HPCW_PROJECT_DIR:-${PBS_O_WORKDIR:-$PWD}}/job_scripts/lib/common.sh"
+hpcw_setup
+hpcw_run_ui

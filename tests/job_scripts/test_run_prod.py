@@ -1,0 +1,125 @@
+"""`qsub job_scripts/run_prod.sh` and `sbatch job_scripts/run_prod_slurm.sh`, for real.
+
+Each submits the shipped production config (site fields set for the testbed: queue, network
+interface, small workers) to the SLURM testbed; the coordinator job runs fetch_and_regrid,
+whose steps run on Dask workers that the executor submits as further batch jobs. Checked:
+the job's exit status, the outputs, worker logs in log_directory, and that no job is left.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+import yaml
+
+from tests.conftest import REPO
+from tests.job_scripts.conftest import read, submit, user_jobs, wait_for_job_end, wait_until
+
+
+def _testbed_config(shipped: str, kind: str, tmp: Path, **overrides) -> Path:
+    cfg = yaml.safe_load((REPO / "configs" / shipped).read_text())
+    wf = cfg["ops"]["fetch_and_regrid"]["config"]
+    wf["output"]["directory"] = str(tmp / "out")
+    wf.update(overrides)
+    cluster = cfg["execution"]["config"]["cluster"][kind]
+    # The site fields, as a user of this one-node cluster would set them.
+    cluster.update(queue="debug", interface="lo", cores=1, memory="1GiB", walltime="00:20:00",
+                   local_directory=str(tmp / "scratch"), log_directory=str(tmp / "worker_logs"))
+    cfg["execution"]["config"]["adapt"] = {"minimum": 0, "maximum": 2}
+    cfg["execution"]["config"]["worker_start_timeout"] = 300
+    path = tmp / "run.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def _env(tmp: Path, config: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(HPCW_CONFIG=str(config), DAGSTER_HOME=str(tmp / "dagster_home"))
+    return env
+
+
+def _check_outputs(tmp: Path) -> None:
+    for key in ("A1B", "E1"):
+        with xr.open_dataset(tmp / "out" / f"tas_1deg_{key}.nc") as ds:
+            tas = ds["air_temperature"]
+            assert tas.shape == (100, 180, 360)
+            # regional input on a global grid: values over North America, missing elsewhere
+            first = tas.isel(time=0).values
+            assert 300 < np.isfinite(first).sum() < 5000
+            assert 200 < np.nanmean(first) < 320
+            assert ds.attrs["hpc_workflows_regrid_method"] == "conservative"
+
+
+def _check_clean(job_id: str, tmp: Path, out: str) -> None:
+    assert wait_until(lambda: not user_jobs("dask-worker") and not user_jobs("dagster"), 60,
+                      "every worker job to be gone")
+    logs = list((tmp / "worker_logs").glob("*"))
+    assert logs, f"no worker logs in log_directory; job output:\n{out[-3000:]}"
+
+
+@pytest.mark.pbs
+@pytest.mark.slow
+def test_qsub_run_prod(batch_system, tmp_path):
+    config = _testbed_config("prod_pbs.yaml", "pbs", tmp_path)
+    out_file = tmp_path / "job.out"
+    job = submit(["qsub", "-o", str(out_file), "-e", str(tmp_path / "job.err"),
+                  "job_scripts/run_prod.sh"], _env(tmp_path, config))
+    state, code = wait_for_job_end(job, 600)
+    out = read(out_file) + read(tmp_path / "job.err")
+    assert (state, code) == ("COMPLETED", "0:0"), out[-4000:]
+    assert "run succeeded" in out
+    _check_outputs(tmp_path)
+    _check_clean(job, tmp_path, out)
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_sbatch_run_prod_slurm(batch_system, tmp_path):
+    config = _testbed_config("prod_slurm.yaml", "slurm", tmp_path)
+    out_file = tmp_path / "job.out"
+    job = submit(["sbatch", "-o", str(out_file), "job_scripts/run_prod_slurm.sh"],
+                 _env(tmp_path, config))
+    state, code = wait_for_job_end(job, 600)
+    out = read(out_file)
+    assert (state, code) == ("COMPLETED", "0:0"), out[-4000:]
+    assert "run succeeded" in out
+    _check_outputs(tmp_path)
+    _check_clean(job, tmp_path, out)
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_failed_run_fails_the_batch_job(batch_system, tmp_path):
+    """A run that fails must make the batch job fail (so dependent jobs and users see it)."""
+    config = _testbed_config("prod_slurm.yaml", "slurm", tmp_path)
+    cfg = yaml.safe_load(config.read_text())
+    cfg["ops"]["fetch_and_regrid"]["config"]["regrid"]["variables"] = ["no_such_variable"]
+    config.write_text(yaml.safe_dump(cfg))
+    out_file = tmp_path / "job.out"
+    job = submit(["sbatch", "-o", str(out_file), "job_scripts/run_prod_slurm.sh"],
+                 _env(tmp_path, config))
+    state, code = wait_for_job_end(job, 600)
+    out = read(out_file)
+    assert state == "FAILED" and code != "0:0", out[-3000:]
+    assert "run FAILED" in out and "no_such_variable" in out
+    assert wait_until(lambda: not user_jobs("dask-worker"), 60, "worker jobs to be cancelled")
+
+
+@pytest.mark.slurm
+def test_bad_config_fails_before_any_worker_is_queued(batch_system, tmp_path):
+    config = _testbed_config("prod_slurm.yaml", "slurm", tmp_path)
+    cfg = yaml.safe_load(config.read_text())
+    cfg["ops"]["fetch_and_regrid"]["config"]["window"]["end"] = "1999-01-01"
+    config.write_text(yaml.safe_dump(cfg))
+    out_file = tmp_path / "job.out"
+    job = submit(["sbatch", "-o", str(out_file), "job_scripts/run_prod_slurm.sh"],
+                 _env(tmp_path, config))
+    state, code = wait_for_job_end(job, 300)
+    out = read(out_file)
+    assert state == "FAILED", out
+    assert "window.end" in out and "set end on or after start" in out
+    assert not (tmp_path / "worker_logs").exists()
