@@ -1,0 +1,50 @@
+"""Executor config validation and walltime arithmetic (no cluster needed)."""
+
+from __future__ import annotations
+
+import pytest
+
+from hpc_workflows.hpc.settings import validate_executor_settings
+from hpc_workflows.hpc.walltime import lifetime_for, parse_walltime
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("01:30:00", 5400), ("45:00", 2700), ("30", 1800), ("1-02:00:00", 93600), ("2-0", 172800)],
+)
+def test_walltime_forms(text, seconds):
+    assert parse_walltime(text) == seconds
+
+
+def test_lifetime_keeps_a_margin_inside_the_walltime():
+    life = lifetime_for(3600)
+    assert life.lifetime == 3600 - 360
+    assert life.lifetime + life.stagger < 3600
+    assert lifetime_for(600).lifetime == 540  # margin at least 60 s
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"cluster": {"slurm": {}}}, "cluster.slurm needs scale"),
+        ({"cluster": {"pbs": {"walltime": "soon"}}, "scale": 1}, "walltime 'soon' is not a walltime"),
+        ({"cluster": {"slurm": {"cores": 3, "processes": 2}}, "scale": 1}, "must be a multiple of processes"),
+        ({"cluster": {"slurm": {"qeueu": "normal"}}, "scale": 1}, "execution.config.cluster.slurm.qeueu: unknown field"),
+        ({"cluster": {"slurm": {}, "pbs": {}}, "scale": 1}, "exactly one kind"),
+        ({"cluster": {"local": {}}, "scale": 2, "adapt": {"maximum": 3}}, "not both"),
+        ({"cluster": {"slurm": {"memory": "lots"}}, "scale": 1}, "memory 'lots' is not a size"),
+        ({"cluster": {"existing": {"address": "tcp://h:1"}}, "scale": 1}, "do not apply to an existing"),
+    ],
+)
+def test_bad_config_names_the_field_and_the_fix(config, message):
+    with pytest.raises(ValueError, match="invalid HPC executor config") as err:
+        validate_executor_settings(config)
+    assert message in str(err.value)
+
+
+def test_defaults_tls_on_for_batch_off_for_local():
+    batch = validate_executor_settings({"cluster": {"slurm": {}}, "adapt": {"maximum": 4}})
+    assert batch.cluster.slurm.tls is True
+    assert batch.workers_wanted() == (0, 4)
+    local = validate_executor_settings({})
+    assert local.cluster.kind == "local" and local.cluster.local.tls is False
