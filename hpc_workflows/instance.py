@@ -3,7 +3,8 @@
 Without ``DAGSTER_HOME`` Dagster uses a temporary instance that is deleted on exit, so run
 history and step outputs vanish and Dask workers cannot read step inputs. ``ensure_dagster_home``
 creates the folder and a ``dagster.yaml`` with telemetry off (telemetry would otherwise write
-to ``~/.dagster`` on every run, which shared HPC home directories do not want).
+to ``~/.dagster`` on every run, which shared HPC home directories do not want) and runs
+launched from the UI starting immediately (no ``dagster-daemon`` needed on a batch node).
 """
 
 from __future__ import annotations
@@ -20,6 +21,11 @@ DAGSTER_YAML = """\
 # the Postgres option.
 telemetry:
   enabled: false
+# Runs launched from the web UI start at once, without a dagster-daemon process: on a batch
+# node there is nobody to keep a daemon alive, and the queue would wait forever.
+run_coordinator:
+  module: dagster._core.run_coordinator
+  class: DefaultRunCoordinator
 """
 
 
