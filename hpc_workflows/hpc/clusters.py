@@ -79,6 +79,15 @@ class RunCluster:
                 self.cluster.close(timeout=30)
             except Exception as exc:  # noqa: BLE001 - e.g. a job whose submission failed
                 log.warning("closing the Dask cluster failed: %s", exc)
+            # dask-jobqueue keeps the temporary TLS key/cert files open (deleted on close):
+            # remove them now rather than whenever the cluster object is collected.
+            for part in ("ca_file", "cert", "key"):
+                handle = getattr(self.cluster, f"_job_{part}", None)
+                if handle is not None:
+                    try:
+                        handle.close()
+                    except OSError:
+                        pass
         if self.kind in _CANCEL and self.ledger.job_ids:
             # dask-jobqueue cancels the jobs it still tracks; this catches the ones it lost track
             # of. Cancelling a finished job is harmless, its complaint is dropped.
