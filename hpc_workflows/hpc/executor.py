@@ -24,6 +24,7 @@ Example run config::
 
 from __future__ import annotations
 
+import asyncio
 import queue
 import sys
 import time
@@ -169,25 +170,23 @@ class HpcDaskExecutor(DaskExecutor):
         future: distributed.Future,
         step_key: str,
     ) -> Iterator[DagsterEvent]:
-        if future.status == "finished":
+        try:
             events = future.result()
-            future.release()  # free the worker's copy now: a draining worker waits for it
-            for event in events:
-                yield event
-                active.handle_event(event)
-        else:
+        except (Exception, asyncio.CancelledError):  # turned into a step failure / retry below
             # The step's code reports its own failures as events; this is the worker or the
-            # framework failing (worker killed too often, unpicklable result...).
-            try:
-                future.result()
-            except BaseException:  # noqa: BLE001 - turned into a step failure / retry
-                error = serializable_error_info_from_exc_info(sys.exc_info())
+            # framework failing (worker killed too often, unpicklable result, cancelled...).
+            error = serializable_error_info_from_exc_info(sys.exc_info())
             step_context = plan_context.for_step(active.get_step_by_key(step_key))
             event = self.log_failure_or_retry_event_after_error(
                 step_context, error, active.get_known_state()
             )
             yield event
             active.handle_event(event)
+        else:
+            future.release()  # free the worker's copy now: a draining worker waits for it
+            for event in events:
+                yield event
+                active.handle_event(event)
         active.verify_complete(plan_context, step_key)
 
     def _check_workers(self, rc: RunCluster, waiting_since: float | None) -> float | None:
