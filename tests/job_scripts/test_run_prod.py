@@ -9,6 +9,8 @@ the job's exit status, the outputs, worker logs in log_directory, and that no jo
 from __future__ import annotations
 
 import os
+import re
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -54,11 +56,19 @@ def _check_outputs(tmp: Path) -> None:
             assert ds.attrs["hpc_workflows_regrid_method"] == "conservative"
 
 
+def _worker_job_name(tmp: Path) -> str:
+    """The run's worker job name (dagster-<run id>), read off its logs in log_directory."""
+    # SLURM: <name>-<jobid>.err/.out; PBS: <name>.e<jobid>/.o<jobid>
+    names = {re.sub(r"(-\d+\.(err|out)|\.[eo]\d+)$", "", p.name)
+             for p in (tmp / "worker_logs").glob("*")}
+    assert len(names) == 1, f"expected the logs of one run's workers in log_directory: {names}"
+    return names.pop()
+
+
 def _check_clean(job_id: str, tmp: Path, out: str) -> None:
-    assert wait_until(lambda: not user_jobs("dask-worker") and not user_jobs("dagster"), 60,
-                      "every worker job to be gone")
-    logs = list((tmp / "worker_logs").glob("*"))
-    assert logs, f"no worker logs in log_directory; job output:\n{out[-3000:]}"
+    name = _worker_job_name(tmp)
+    assert wait_until(lambda: not user_jobs(name), 60, "every worker job to be gone")
+    assert not user_jobs(f"{job_id} ")
 
 
 @pytest.mark.pbs
@@ -106,7 +116,8 @@ def test_failed_run_fails_the_batch_job(batch_system, tmp_path):
     out = read(out_file)
     assert state == "FAILED" and code != "0:0", out[-3000:]
     assert "run FAILED" in out and "no_such_variable" in out
-    assert wait_until(lambda: not user_jobs("dask-worker"), 60, "worker jobs to be cancelled")
+    name = _worker_job_name(tmp_path)
+    assert wait_until(lambda: not user_jobs(name), 60, "worker jobs to be cancelled")
 
 
 @pytest.mark.slurm
@@ -123,3 +134,34 @@ def test_bad_config_fails_before_any_worker_is_queued(batch_system, tmp_path):
     assert state == "FAILED", out
     assert "window.end" in out and "set end on or after start" in out
     assert not (tmp_path / "worker_logs").exists()
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_cancelling_the_coordinator_cancels_every_worker_job(batch_system, tmp_path):
+    """scancel of the production job mid-run leaves no worker job behind."""
+    config = _testbed_config("prod_slurm.yaml", "slurm", tmp_path)
+    cfg = yaml.safe_load(config.read_text())
+    # An archive client that takes 5 minutes: the run is surely mid-step when cancelled.
+    cfg["ops"]["fetch_and_regrid"]["config"]["source"].update(
+        transport="command", command=["bash", "-c", 'sleep 300; cp "$0" "$1"', "{src}", "{dest}"])
+    config.write_text(yaml.safe_dump(cfg))
+    out_file = tmp_path / "job.out"
+    job = submit(["sbatch", "-o", str(out_file), "job_scripts/run_prod_slurm.sh"],
+                 _env(tmp_path, config))
+    logs = tmp_path / "worker_logs"
+
+    def fetch_started() -> bool:  # steps log to their worker job's output
+        return any('STEP_START - Started execution of step "fetch_and_regrid.fetch_source' in read(p)
+                   for p in logs.glob("*.err"))
+
+    try:
+        wait_until(fetch_started, 240, "a fetch step to start in a worker job")
+        run_name = _worker_job_name(tmp_path)
+        assert user_jobs(run_name), "the step runs in a worker batch job"
+    finally:
+        subprocess.run(["scancel", job], check=True, timeout=30)
+    state, _ = wait_for_job_end(job, 120)
+    assert state in ("CANCELLED", "FAILED", "GONE")
+    assert wait_until(lambda: not user_jobs(run_name), 120, "the worker jobs to be cancelled")
+    assert "cancelling steps and worker jobs" in read(out_file)
