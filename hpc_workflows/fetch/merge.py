@@ -24,6 +24,19 @@ def _complete(path: Path, merged_from: str) -> bool:
         return False
 
 
+def _check_units(paths: list[Path]) -> None:
+    """Refuse to merge files whose variables disagree on units (K vs degC): open_mfdataset
+    would keep the first file's attributes and silently mislabel the rest."""
+    from hpc_workflows.regrid.validate import check_consistent_units
+
+    opened = [xr.open_dataset(p, decode_times=False) for p in paths]
+    try:
+        check_consistent_units(opened)
+    finally:
+        for ds in opened:
+            ds.close()
+
+
 def merge_daily(paths: list[Path], out_path: Path) -> Path:
     """Merge the given netCDF files (one day of one product) into ``out_path``.
 
@@ -62,6 +75,7 @@ def merge_daily(paths: list[Path], out_path: Path) -> Path:
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
         raise ValueError(f"merge_daily: input file(s) missing: {', '.join(missing)}")
+    _check_units(paths)
     try:
         ds = xr.open_mfdataset(
             sorted(paths), combine="by_coords", data_vars="minimal", coords="minimal",
