@@ -31,6 +31,10 @@ if ! command -v slurmctld >/dev/null || ! command -v qsub >/dev/null || ! comman
 fi
 
 mkdir -p "$STATE_DIR" "$SPOOL_DIR/ctld" "$SPOOL_DIR/d" "$LOG_DIR"
+# One start/stop at a time (CI and a developer, or two test sessions, may race).
+mkdir -p "$STATE_DIR"
+exec 9>"$STATE_DIR/lock"
+flock -w 600 9 || { echo "testbed: lock busy" >&2; exit 1; }
 touch "$STATE_DIR/started"
 
 is_running() {  # pidfile -> 0 when the process named in it is alive

@@ -5,6 +5,10 @@ set -euo pipefail
 
 STATE_DIR=/run/hpc-workflows-testbed
 STARTED="$STATE_DIR/started"
+# One start/stop at a time (CI and a developer, or two test sessions, may race).
+mkdir -p "$STATE_DIR"
+exec 9>"$STATE_DIR/lock"
+flock -w 600 9 || { echo "testbed: lock busy" >&2; exit 1; }
 
 log() { echo "testbed: $*"; }
 
