@@ -127,7 +127,7 @@ if ! pgrep -x munged >/dev/null; then
     mkdir -p /run/munge /var/log/munge /var/lib/munge
     chown munge:munge /run/munge /var/log/munge /var/lib/munge
     chmod 0755 /run/munge
-    runuser -u munge -- /usr/sbin/munged
+    runuser -u munge -- /usr/sbin/munged 9>&-  # daemons must not inherit (and hold) the lock
     wait_for munged 10 test -S /run/munge/munge.socket.2 || die "munged did not start"
     record munged "$(cat /run/munge/munged.pid)"
     log "started munged (pid $(cat /run/munge/munged.pid))"
@@ -135,13 +135,13 @@ fi
 
 # 4. slurmctld then slurmd (daemonise themselves and write their pid files).
 if ! is_running "$STATE_DIR/slurmctld.pid" && ! pgrep -x slurmctld >/dev/null; then
-    /usr/sbin/slurmctld
+    /usr/sbin/slurmctld 9>&-
     wait_for slurmctld 20 is_running "$STATE_DIR/slurmctld.pid" || die "slurmctld did not start; see $LOG_DIR/slurmctld.log"
     record slurmctld "$(cat "$STATE_DIR/slurmctld.pid")"
     log "started slurmctld (pid $(cat "$STATE_DIR/slurmctld.pid"))"
 fi
 if ! is_running "$STATE_DIR/slurmd.pid" && ! pgrep -x slurmd >/dev/null; then
-    /usr/sbin/slurmd
+    /usr/sbin/slurmd 9>&-
     wait_for slurmd 20 is_running "$STATE_DIR/slurmd.pid" || die "slurmd did not start; see $LOG_DIR/slurmd.log"
     record slurmd "$(cat "$STATE_DIR/slurmd.pid")"
     log "started slurmd (pid $(cat "$STATE_DIR/slurmd.pid"))"
