@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -149,15 +150,24 @@ def test_interrupted_run_leaves_no_worker_job(hpc_env: Path, tmp_path: Path, sig
          "-j", "fan_job", "-c", str(config)],
         env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)
+    reader.start()
     try:
-        before = set(r[0] for r in queue_jobs("dagster-"))
-        ours = wait_until(
-            lambda: [r for r in queue_jobs("dagster-") if r[0] not in before and r[2] == "RUNNING"],
-            120, "the run's worker jobs to run",
+        # The run names its cluster (and so its worker jobs) in its own output: only those
+        # jobs count, whatever else runs on the cluster.
+        started = wait_until(
+            lambda: next((m for line in list(lines)
+                          if (m := re.search(r"Dask cluster (dagster-[0-9a-f]+)", line))), None),
+            120, "the run to start its cluster",
         )
-        run_prefix = ours[0][1]  # dagster-<run id prefix>
+        run_prefix = started.group(1)
+        wait_until(lambda: [r for r in queue_jobs(run_prefix) if r[2] == "RUNNING"], 120,
+                   "the run's worker jobs to run")
         proc.send_signal(sig)  # SIGTERM: what scancel/qdel send a coordinator job
-        out, _ = proc.communicate(timeout=120)
+        proc.wait(timeout=120)
+        reader.join(timeout=30)
+        out = "".join(lines)
     finally:
         if proc.poll() is None:
             proc.kill()

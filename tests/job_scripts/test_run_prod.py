@@ -59,8 +59,9 @@ def _check_outputs(tmp: Path) -> None:
 def _worker_job_name(tmp: Path) -> str:
     """The run's worker job name (dagster-<run id>), read off its logs in log_directory."""
     # SLURM: <name>-<jobid>.err/.out; PBS: <name>.e<jobid>/.o<jobid>
+    # (dot files there are the run's temporary TLS credentials, removed when it ends)
     names = {re.sub(r"(-\d+\.(err|out)|\.[eo]\d+)$", "", p.name)
-             for p in (tmp / "worker_logs").glob("*")}
+             for p in (tmp / "worker_logs").glob("[!.]*")}
     assert len(names) == 1, f"expected the logs of one run's workers in log_directory: {names}"
     return names.pop()
 
@@ -68,6 +69,7 @@ def _worker_job_name(tmp: Path) -> str:
 def _check_clean(job_id: str, tmp: Path, out: str) -> None:
     name = _worker_job_name(tmp)
     assert wait_until(lambda: not user_jobs(name), 60, "every worker job to be gone")
+    assert not list((tmp / "worker_logs").glob(".dask-jobqueue.worker.key*")), "TLS key left behind"
     assert not user_jobs(f"{job_id} ")
 
 
@@ -165,3 +167,5 @@ def test_cancelling_the_coordinator_cancels_every_worker_job(batch_system, tmp_p
     assert state in ("CANCELLED", "FAILED", "GONE")
     assert wait_until(lambda: not user_jobs(run_name), 120, "the worker jobs to be cancelled")
     assert "cancelling steps and worker jobs" in read(out_file)
+    # the run's private key does not outlive it
+    assert not list(logs.glob(".dask-jobqueue.worker.key*"))
