@@ -6,47 +6,26 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conftest import REPO
+from tests.hpc.conftest import sinfo_answers, wait_until  # noqa: F401 - shared with tests/hpc
 
 FINAL_STATES = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY",
                 "BOOT_FAIL", "DEADLINE", "PREEMPTED"}
 
 
-def wait_until(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.5) -> Any:
-    """Poll ``condition`` until it returns something truthy; fail naming ``what`` on timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(interval)  # polling interval; the loop checks the real condition
-
-
-def _sinfo_idle() -> bool:
-    try:
-        out = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=15)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return out.returncode == 0 and any(s in out.stdout for s in ("idle", "mixed", "allocated"))
-
-
 @pytest.fixture(scope="session")
 def batch_system() -> None:
     """The SLURM testbed (with PBS-style wrappers), started if it does not answer."""
-    if not _sinfo_idle():
+    if not sinfo_answers():
         subprocess.run(["bash", str(REPO / "ci" / "testbed" / "start.sh")], check=True, timeout=900)
-    assert _sinfo_idle(), "the SLURM testbed did not come up"
+    assert sinfo_answers(), "the SLURM testbed did not come up"
 
 
 def submit(command: list[str], env: dict[str, str]) -> str:
