@@ -73,30 +73,29 @@ def _check_clean(job_id: str, tmp: Path, out: str) -> None:
     assert not user_jobs(f"{job_id} ")
 
 
-@pytest.mark.pbs
+# How each batch system is asked to run the production script.
+SUBMIT = {
+    "pbs": (["qsub", "-o", "{out}", "-e", "{err}", "job_scripts/run_prod.sh"], "prod_pbs.yaml"),
+    "slurm": (["sbatch", "-o", "{out}", "job_scripts/run_prod_slurm.sh"], "prod_slurm.yaml"),
+}
+
+
+def _submit_prod(kind: str, tmp: Path, config: Path) -> tuple[str, Path]:
+    """Submit the production script of ``kind`` with ``config``; return (job id, output file)."""
+    out_file, err_file = tmp / "job.out", tmp / "job.err"
+    command = [a.format(out=out_file, err=err_file) for a in SUBMIT[kind][0]]
+    return submit(command, _env(tmp, config)), out_file
+
+
 @pytest.mark.slow
-def test_qsub_run_prod(batch_system, tmp_path):
-    config = _testbed_config("prod_pbs.yaml", "pbs", tmp_path)
-    out_file = tmp_path / "job.out"
-    job = submit(["qsub", "-o", str(out_file), "-e", str(tmp_path / "job.err"),
-                  "job_scripts/run_prod.sh"], _env(tmp_path, config))
+@pytest.mark.parametrize("kind", [pytest.param("pbs", marks=pytest.mark.pbs),
+                                  pytest.param("slurm", marks=pytest.mark.slurm)])
+def test_run_prod(batch_system, tmp_path, kind):
+    """qsub job_scripts/run_prod.sh / sbatch job_scripts/run_prod_slurm.sh, end to end."""
+    config = _testbed_config(SUBMIT[kind][1], kind, tmp_path)
+    job, out_file = _submit_prod(kind, tmp_path, config)
     state, code = wait_for_job_end(job, 600)
     out = read(out_file) + read(tmp_path / "job.err")
-    assert (state, code) == ("COMPLETED", "0:0"), out[-4000:]
-    assert "run succeeded" in out
-    _check_outputs(tmp_path)
-    _check_clean(job, tmp_path, out)
-
-
-@pytest.mark.slurm
-@pytest.mark.slow
-def test_sbatch_run_prod_slurm(batch_system, tmp_path):
-    config = _testbed_config("prod_slurm.yaml", "slurm", tmp_path)
-    out_file = tmp_path / "job.out"
-    job = submit(["sbatch", "-o", str(out_file), "job_scripts/run_prod_slurm.sh"],
-                 _env(tmp_path, config))
-    state, code = wait_for_job_end(job, 600)
-    out = read(out_file)
     assert (state, code) == ("COMPLETED", "0:0"), out[-4000:]
     assert "run succeeded" in out
     _check_outputs(tmp_path)
@@ -111,9 +110,7 @@ def test_failed_run_fails_the_batch_job(batch_system, tmp_path):
     cfg = yaml.safe_load(config.read_text())
     cfg["ops"]["fetch_and_regrid"]["config"]["regrid"]["variables"] = ["no_such_variable"]
     config.write_text(yaml.safe_dump(cfg))
-    out_file = tmp_path / "job.out"
-    job = submit(["sbatch", "-o", str(out_file), "job_scripts/run_prod_slurm.sh"],
-                 _env(tmp_path, config))
+    job, out_file = _submit_prod("slurm", tmp_path, config)
     state, code = wait_for_job_end(job, 600)
     out = read(out_file)
     assert state == "FAILED" and code != "0:0", out[-3000:]
@@ -128,9 +125,7 @@ def test_bad_config_fails_before_any_worker_is_queued(batch_system, tmp_path):
     cfg = yaml.safe_load(config.read_text())
     cfg["ops"]["fetch_and_regrid"]["config"]["window"]["end"] = "1999-01-01"
     config.write_text(yaml.safe_dump(cfg))
-    out_file = tmp_path / "job.out"
-    job = submit(["sbatch", "-o", str(out_file), "job_scripts/run_prod_slurm.sh"],
-                 _env(tmp_path, config))
+    job, out_file = _submit_prod("slurm", tmp_path, config)
     state, code = wait_for_job_end(job, 300)
     out = read(out_file)
     assert state == "FAILED", out
@@ -148,9 +143,7 @@ def test_cancelling_the_coordinator_cancels_every_worker_job(batch_system, tmp_p
     cfg["ops"]["fetch_and_regrid"]["config"]["source"].update(
         transport="command", command=["bash", "-c", 'sleep 300; cp "$0" "$1"', "{src}", "{dest}"])
     config.write_text(yaml.safe_dump(cfg))
-    out_file = tmp_path / "job.out"
-    job = submit(["sbatch", "-o", str(out_file), "job_scripts/run_prod_slurm.sh"],
-                 _env(tmp_path, config))
+    job, out_file = _submit_prod("slurm", tmp_path, config)
     logs = tmp_path / "worker_logs"
 
     def fetch_started() -> bool:  # steps log to their worker job's output
