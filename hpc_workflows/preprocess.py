@@ -214,6 +214,7 @@ def _regrid_streaming(source: Path, output: Path, target: Any, settings: Preproc
     """
     import netCDF4
 
+    from hpc_workflows.netcdf_lock import NETCDF_LOCK
     from hpc_workflows.regrid import regrid_file
     from hpc_workflows.write import provenance_attrs
 
@@ -228,7 +229,7 @@ def _regrid_streaming(source: Path, output: Path, target: Any, settings: Preproc
             bands=settings.bands,
             compression_level=settings.compression_level,
         )
-        with netCDF4.Dataset(staged, "a") as nc:
+        with NETCDF_LOCK, netCDF4.Dataset(staged, "a") as nc:
             current = {k: nc.getncattr(k) for k in nc.ncattrs()}
             new = provenance_attrs(current, sources=sources, extra=stamp)
             nc.setncatts({k: v for k, v in new.items() if current.get(k) != v})

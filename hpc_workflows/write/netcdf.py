@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from hpc_workflows.netcdf_lock import NETCDF_LOCK
+
 __all__ = ["default_encoding", "write_netcdf_atomic"]
 
 
@@ -114,8 +116,9 @@ def write_netcdf_atomic(
         enc.setdefault(name, {}).update(overrides)
     ds = _load_time_variables(ds)
     try:
-        ds.to_netcdf(part, format="NETCDF4", engine="netcdf4", encoding=enc,
-                     unlimited_dims=list(unlimited_dims))
+        with NETCDF_LOCK:  # xarray locks only its own calls (see hpc_workflows.netcdf_lock)
+            ds.to_netcdf(part, format="NETCDF4", engine="netcdf4", encoding=enc,
+                         unlimited_dims=list(unlimited_dims))
         # fsync before rename: otherwise a node crash can leave a renamed but empty file.
         with open(part, "rb") as fh:
             os.fsync(fh.fileno())
