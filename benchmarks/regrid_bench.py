@@ -131,7 +131,7 @@ for method in ("conservative", "bilinear", "nearest"):
         t0 = time.perf_counter()
         load_weights(d / f"{method}.nc", key, method, grid.shape, target.shape)
         loads.append(time.perf_counter() - t0)
-    nnz = w.matrix.nnz if w.matrix is not None else w.lat_factor.nnz + w.lon_factor.nnz
+    nnz = w.nnz
     print(f"{method} {min(builds):.4f} {min(loads):.4f} {nnz}")
 """
 

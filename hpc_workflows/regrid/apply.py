@@ -20,6 +20,16 @@ is within a few float32 ulps of float64 arithmetic, i.e. within the noise of the
 output), float64 and integer data in float64. The valid-weight sums that decide which cells
 are missing are always float64, so the missing-value rule never depends on rounding. The
 result has the input's floating dtype (float64 for integer input).
+
+How it is computed (the result is the same as evaluating the rule above directly):
+
+1. The weighted sums are taken over the raw input. A NaN there reaches exactly the target
+   cells whose weights touch it, so steps whose result has no NaN inside the cells the
+   coverage rule keeps had no missing input that matters: they are divided by the
+   (cached) coverage and are done. This skips a pass over the input for complete fields.
+2. Steps with such a NaN are recomputed with missing values zeroed, and divided by their
+   valid weight. A mask that repeats from step to step (a land-sea mask, a radar domain)
+   has its valid weight computed once and reused.
 """
 
 from __future__ import annotations
@@ -38,21 +48,36 @@ __all__ = ["apply_weights", "apply_weights_numpy"]
 _TINY = 1e-12
 
 
-def _separable(x: np.ndarray, a, b, dtype: type = np.float64) -> np.ndarray:
-    """``A @ x[i] @ B.T`` for every leading index ``i`` of x (m, ny, nx), in ``dtype``.
+def _keep(valid_weight: np.ndarray, min_valid_fraction: float) -> np.ndarray:
+    """Target cells whose valid weight passes the missing-data rule."""
+    threshold = max(float(min_valid_fraction), _TINY)
+    # valid_weight > 0 keeps "no valid source at all" missing even when the fraction is 0.
+    return (valid_weight > _TINY) & (valid_weight >= threshold * (1.0 - 1e-12))
 
-    One step at a time: ``A @ x[i]`` reads the C-contiguous field in place (no transposed
-    copy of the input) and the small (nyt, nx) intermediate is transposed for ``B``. This
-    measured 2.3x faster than one big product over all steps, and the scratch memory is a
-    single step's worth.
-    """
-    m = x.shape[0]
-    out = np.empty((m, a.shape[0], b.shape[0]), dtype=dtype)
-    for i in range(m):
-        xi = x[i] if x.dtype == dtype else x[i].astype(dtype)
-        y = a @ xi  # (nyt, nx)
-        out[i] = (b @ np.ascontiguousarray(y.T)).T
-    return out
+
+def _normaliser(w: Weights, min_valid_fraction: float) -> tuple[np.ndarray, int]:
+    """(1/coverage where kept else NaN, number of NaN cells) for complete input (cached)."""
+    key = ("normaliser", float(min_valid_fraction))
+    cached = w.scratch.get(key)
+    if cached is None:
+        coverage = w.coverage()
+        keep = _keep(coverage, min_valid_fraction)
+        with np.errstate(divide="ignore"):
+            scale = np.where(keep, 1.0 / np.where(keep, coverage, 1.0), np.nan)
+        cached = w.scratch[key] = (scale, int((~keep).sum()))
+    return cached
+
+
+def _valid_weight(w: Weights, valid: np.ndarray) -> np.ndarray:
+    """Valid weight (m, nyt, nxt) float64 of the boolean masks ``valid`` (m, ny, nx)."""
+    last = w.scratch.get("last_mask")  # (mask, its valid weight), one tuple: thread-safe swap
+    if last is not None and last[0].shape == valid.shape[1:] and (valid == last[0]).all():
+        return np.broadcast_to(last[1], (valid.shape[0],) + last[1].shape)
+    if (valid == valid[:1]).all():  # one mask for every step of this block
+        weight = w.product(valid[:1], np.float64)[0]
+        w.scratch["last_mask"] = (valid[0].copy(), weight)
+        return np.broadcast_to(weight, (valid.shape[0],) + weight.shape)
+    return w.product(valid, np.float64)
 
 
 def apply_weights_numpy(x: np.ndarray, w: Weights, min_valid_fraction: float = 0.5,
@@ -68,42 +93,36 @@ def apply_weights_numpy(x: np.ndarray, w: Weights, min_valid_fraction: float = 0
     min_valid_fraction
         Below this valid weight the result is NaN (see module docstring).
     coverage
-        Pre-computed ``w.coverage()`` (saves recomputing it per chunk).
+        Unused; kept for callers of earlier versions (the coverage is cached on ``w``).
 
     Returns
     -------
     numpy.ndarray
         (..., nyt, nxt), float dtype of ``x`` (float64 for integer input).
     """
+    del coverage
     lead = x.shape[:-2]
     ny, nx = w.source_shape
     if x.shape[-2:] != (ny, nx):
         raise ValueError(f"data has spatial shape {x.shape[-2:]}, weights expect {(ny, nx)}")
-    out_dtype = x.dtype if np.issubdtype(x.dtype, np.floating) else np.float64
+    floating = np.issubdtype(x.dtype, np.floating)
+    out_dtype = x.dtype if floating else np.dtype(np.float64)
+    work = np.float32 if x.dtype == np.float32 else np.float64
     x3 = x.reshape((-1, ny, nx))
-    valid = ~np.isnan(x3) if np.issubdtype(x3.dtype, np.floating) else np.ones(x3.shape, bool)
-    all_valid = bool(valid.all())
-    xf = x3 if all_valid else np.where(valid, x3, x3.dtype.type(0))
-
-    def op(arr: np.ndarray, dtype: type) -> np.ndarray:
-        parts = w.factors(dtype)
-        if w.separable:
-            return _separable(arr, parts[0], parts[1], dtype)
-        m = arr.shape[0]
-        cols = np.ascontiguousarray(arr.reshape(m, ny * nx).T, dtype=dtype)
-        return (parts[0] @ cols).T.reshape((m,) + w.target_shape)
-
-    num = op(xf, np.float32 if x3.dtype == np.float32 else np.float64)
-    if all_valid:
-        den = coverage if coverage is not None else w.coverage()
-        den = np.broadcast_to(den, num.shape)
-    else:
-        den = op(valid, np.float64)  # op casts the boolean mask in its transposed copy
-    threshold = max(float(min_valid_fraction), _TINY)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        # den > 0 keeps "no valid source at all" missing even when min_valid_fraction is 0.
-        ok = (den > _TINY) & (den >= threshold * (1.0 - 1e-12))
-        out = np.where(ok, num / np.where(ok, den, 1.0), np.nan)
+    scale, n_missing = _normaliser(w, min_valid_fraction)
+    # Multiplied in float64: one rounding, as num / coverage would have.
+    out = np.multiply(w.product(x3, work), scale, dtype=np.float64)
+    if floating:
+        nan_cells = np.isnan(out).reshape(out.shape[0], -1).sum(axis=1)
+        redo = np.flatnonzero(nan_cells > n_missing)
+        if redo.size:
+            xs = x3[redo]
+            valid = ~np.isnan(xs)
+            num = w.product(np.where(valid, xs, xs.dtype.type(0)), work)
+            den = _valid_weight(w, valid)
+            keep = _keep(den, min_valid_fraction)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out[redo] = np.where(keep, num / np.where(keep, den, 1.0), np.nan)
     return out.astype(out_dtype, copy=False).reshape(lead + w.target_shape)
 
 
@@ -120,7 +139,6 @@ def apply_weights(da: xr.DataArray, w: Weights, dims: tuple[str, str],
 
     if not 0.0 <= min_valid_fraction <= 1.0:
         raise ValueError(f"min_valid_fraction={min_valid_fraction!r} must be within [0, 1]")
-    coverage = w.coverage()
     other = [d for d in da.dims if d not in dims]
     da = da.transpose(*other, *dims)
     if da.chunks is not None:
@@ -129,7 +147,7 @@ def apply_weights(da: xr.DataArray, w: Weights, dims: tuple[str, str],
     return xr.apply_ufunc(
         apply_weights_numpy,
         da,
-        kwargs={"w": w, "min_valid_fraction": min_valid_fraction, "coverage": coverage},
+        kwargs={"w": w, "min_valid_fraction": min_valid_fraction},
         input_core_dims=[list(dims)],
         output_core_dims=[list(out_dims)],
         exclude_dims=set(dims),

@@ -3,7 +3,9 @@
 A :class:`Weights` object holds either two sparse factors (``lat_factor`` ``A`` and
 ``lon_factor`` ``B``, for separable methods on lat/lon pairs: ``out = A @ x @ B.T``) or one
 sparse matrix (``matrix`` ``W``: ``out_flat = W @ x_flat``). Every row of the weights of a
-fully covered target cell sums to 1.
+fully covered target cell sums to 1. The builders make scipy.sparse matrices; they are kept
+as :class:`~hpc_workflows.regrid.sparse_rows.SparseRows`, so loading cached weights and
+applying them never imports scipy (see that module for why).
 
 Cache files are named ``weights_<method>_<key[:32]>.nc`` where ``key`` is the SHA-256 of both
 grid hashes, the method and the file-format version. A file is used only if it opens, its
@@ -24,7 +26,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
+
+from hpc_workflows.netcdf_lock import NETCDF_LOCK
+from hpc_workflows.regrid.sparse_rows import SparseRows
 
 __all__ = ["Weights", "weights_key", "load_or_build_weights", "save_weights", "load_weights"]
 
@@ -35,50 +39,78 @@ WEIGHTS_FORMAT_VERSION = "1"
 
 @dataclass
 class Weights:
-    """Sparse regridding weights (see module docstring)."""
+    """Sparse regridding weights (see module docstring).
+
+    The factors may be given as scipy.sparse matrices (what the builders make); they are
+    converted to :class:`SparseRows` on construction.
+    """
 
     method: str
     key: str
     source_shape: tuple[int, int]
     target_shape: tuple[int, int]
-    lat_factor: sp.csr_matrix | None = None
-    lon_factor: sp.csr_matrix | None = None
-    matrix: sp.csr_matrix | None = None
+    lat_factor: SparseRows | None = None
+    lon_factor: SparseRows | None = None
+    matrix: SparseRows | None = None
     build_seconds: float = 0.0
     load_seconds: float = 0.0
     from_cache: bool = False
-    _cast: dict = field(default_factory=dict, repr=False)
+    #: Per-object scratch for :mod:`hpc_workflows.regrid.apply` (normalisers, last mask).
+    scratch: dict = field(default_factory=dict, repr=False, compare=False)
 
-    def factors(self, dtype: np.dtype) -> tuple:
-        """(lat_factor, lon_factor) or (matrix,) with values cast to ``dtype`` (cached)."""
-        key = np.dtype(dtype).str
-        if key not in self._cast:
-            parts = (self.lat_factor, self.lon_factor) if self.separable else (self.matrix,)
-            self._cast[key] = tuple(m.astype(dtype) for m in parts)
-        return self._cast[key]
+    def __post_init__(self) -> None:
+        for name in ("lat_factor", "lon_factor", "matrix"):
+            m = getattr(self, name)
+            if m is not None and not isinstance(m, SparseRows):
+                setattr(self, name, SparseRows.from_scipy(m))
+
+    def __getstate__(self) -> dict[str, Any]:  # scratch is rebuilt where the copy is used
+        return {**self.__dict__, "scratch": {}}
 
     @property
     def separable(self) -> bool:
         """True when stored as a latitude and a longitude factor."""
         return self.matrix is None
 
+    @property
+    def nnz(self) -> int:
+        """Stored entries (both factors, or the matrix)."""
+        parts = (self.lat_factor, self.lon_factor) if self.separable else (self.matrix,)
+        return sum(p.nnz for p in parts)
+
     def coverage(self) -> np.ndarray:
         """Fraction (target shape) of each target cell reached by source weights."""
         if self.separable:
-            a = np.asarray(self.lat_factor.sum(axis=1)).ravel()
-            b = np.asarray(self.lon_factor.sum(axis=1)).ravel()
-            return np.outer(a, b)
-        return np.asarray(self.matrix.sum(axis=1)).reshape(self.target_shape)
+            return np.outer(self.lat_factor.row_sums(), self.lon_factor.row_sums())
+        return self.matrix.row_sums().reshape(self.target_shape)
+
+    def product(self, x: np.ndarray, dtype: type) -> np.ndarray:
+        """The weighted sums ``W @ x`` for ``x`` of shape (m, ny, nx), computed in ``dtype``.
+
+        No normalisation and no missing-data handling: a NaN in ``x`` reaches every target
+        cell whose weights touch it (and possibly neighbours through padding; see
+        :mod:`~hpc_workflows.regrid.sparse_rows`).
+
+        Returns
+        -------
+        numpy.ndarray
+            (m, nyt, nxt) in ``dtype``.
+        """
+        m = x.shape[0]
+        if self.separable:
+            # Latitude first on the full-size field (banded BLAS), then longitude on the
+            # (m, nyt, nx) intermediate, which is 1/4 to 1/100 the size of the input.
+            y = self.lat_factor.left_apply(x, dtype)
+            return self.lon_factor.right_apply(y, dtype)
+        flat = x.reshape(m, -1)
+        return self.matrix.right_apply(flat, dtype).reshape((m,) + tuple(self.target_shape))
 
     def _arrays(self) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {}
         parts = ({"lat": self.lat_factor, "lon": self.lon_factor} if self.separable
                  else {"w": self.matrix})
         for prefix, m in parts.items():
-            coo = m.tocoo()
-            out[f"{prefix}_row"] = coo.row.astype(np.int32)
-            out[f"{prefix}_col"] = coo.col.astype(np.int32)
-            out[f"{prefix}_S"] = coo.data.astype(np.float64)
+            out[f"{prefix}_row"], out[f"{prefix}_col"], out[f"{prefix}_S"] = m.to_coo()
         return out
 
 
@@ -152,7 +184,7 @@ def load_weights(path: Path, key: str, method: str, source_shape: tuple[int, int
 
     t0 = time.perf_counter()
     try:
-        with netCDF4.Dataset(path) as nc:
+        with NETCDF_LOCK, netCDF4.Dataset(path) as nc:
             attrs = {k: nc.getncattr(k) for k in nc.ncattrs()}
             arrays = {name: np.asarray(var[:].data if np.ma.isMaskedArray(var[:]) else var[:])
                       for name, var in nc.variables.items()}
@@ -172,14 +204,14 @@ def load_weights(path: Path, key: str, method: str, source_shape: tuple[int, int
     ny_t, nx_t = target_shape
     try:
         if int(attrs["separable"]):
-            a = sp.csr_matrix((arrays["lat_S"], (arrays["lat_row"], arrays["lat_col"])),
-                              shape=(ny_t, ny_s))
-            b = sp.csr_matrix((arrays["lon_S"], (arrays["lon_row"], arrays["lon_col"])),
-                              shape=(nx_t, nx_s))
+            a = SparseRows.from_coo(arrays["lat_row"], arrays["lat_col"], arrays["lat_S"],
+                                    (ny_t, ny_s))
+            b = SparseRows.from_coo(arrays["lon_row"], arrays["lon_col"], arrays["lon_S"],
+                                    (nx_t, nx_s))
             w = Weights(method, key, tuple(source_shape), tuple(target_shape), a, b)
         else:
-            m = sp.csr_matrix((arrays["w_S"], (arrays["w_row"], arrays["w_col"])),
-                              shape=(ny_t * nx_t, ny_s * nx_s))
+            m = SparseRows.from_coo(arrays["w_row"], arrays["w_col"], arrays["w_S"],
+                                    (ny_t * nx_t, ny_s * nx_s))
             w = Weights(method, key, tuple(source_shape), tuple(target_shape), matrix=m)
     except (KeyError, ValueError, IndexError) as exc:
         raise WeightsFileError(f"weights file {str(path)!r} is corrupt ({exc})") from exc
