@@ -1,23 +1,27 @@
 """netCDF file -> netCDF file regridding with bounded memory.
 
 :func:`regrid_file` is the fast path for the common case (a 1-D latitude/longitude source,
-any method including ``aggregate``): it talks to netCDF4 directly,
-reads ``time_chunk`` steps at a time, computes the next chunk on a worker thread while the
-main thread does the reading and writing (netCDF-C is not thread-safe, so all file access
-stays on one thread), and never imports xarray or dask, whose import alone costs 1.5-3 s per
-process. Memory is a few chunks plus the weights, independent of the number of time steps.
+any method including ``aggregate``): it talks to netCDF4 directly, processes ``time_chunk``
+steps at a time on two threads (each reads a chunk, computes on it while it is in cache, and
+writes it; file access is serialised by a lock because netCDF-C is not thread-safe), and
+never imports xarray, dask or scipy, whose imports alone cost 1.5-3 s per process (scipy
+only to build weights that are not cached yet). Memory is a few chunks plus the weights,
+independent of the number of time steps.
 
 Other sources (projected or curvilinear) go through
 :func:`hpc_workflows.regrid.regrid` on a lazily opened dataset and
 :func:`hpc_workflows.write.netcdf.write_netcdf_atomic`, so results are identical either way.
 
 The output is written like ``write_netcdf_atomic`` does: to ``<dst>.part`` in the same
-folder, flushed and fsynced, then renamed over ``dst``.
+folder, flushed and fsynced, then renamed over ``dst``; the data is put on disk while the
+rest is still being written (:class:`~hpc_workflows.write.flush.WriteBehind`), so the
+closing fsync only waits for the last part.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -26,9 +30,11 @@ from typing import Any
 
 import numpy as np
 
+from hpc_workflows.netcdf_lock import NETCDF_LOCK
 from hpc_workflows.regrid.errors import GridError, RegridError
 from hpc_workflows.regrid.grids import SourceGrid, _is_lat, _is_lon, derive_bounds
 from hpc_workflows.regrid.targets import TargetGrid, parse_target_grid
+from hpc_workflows.write.flush import WriteBehind
 
 __all__ = ["regrid_file"]
 
@@ -131,6 +137,7 @@ def regrid_file(
     bands: list[tuple[float, float]] | None = None,
     time_chunk: int = 4,
     compression_level: int = 0,
+    threads: int = 2,
 ) -> Path:
     """Regrid a netCDF file into a new netCDF file, streaming over the first dimension.
 
@@ -142,6 +149,9 @@ def regrid_file(
         Steps of the leading dimension processed at once (memory ~ a few chunks).
     compression_level
         zlib level for the regridded variables (0 = none).
+    threads
+        Chunks in flight at once (read, compute, write); 2 lets one core compute while the
+        other reads. 1 processes chunks one after another.
 
     Returns
     -------
@@ -161,9 +171,12 @@ def regrid_file(
     tgt = parse_target_grid(target)
     if not src.is_file():
         raise RegridError(f"input file {str(src)!r} does not exist")
-    with netCDF4.Dataset(src) as nc:
-        names = _select(nc, variables, src)
-        grid = _latlon_grid_nc(nc, names, src)
+    with NETCDF_LOCK:
+        nc = netCDF4.Dataset(src)
+    try:
+        with NETCDF_LOCK:
+            names = _select(nc, variables, src)
+            grid = _latlon_grid_nc(nc, names, src)
         if grid is None:
             return _slow_path(src, dst, tgt, method, variables, min_valid_fraction, weights_dir,
                               statistics, bands, compression_level)
@@ -176,17 +189,26 @@ def regrid_file(
         part = dst.with_name(dst.name + ".part")
         dst.parent.mkdir(parents=True, exist_ok=True)
         try:
-            with netCDF4.Dataset(part, "w", format="NETCDF4") as out:
-                _write_stream(nc, out, names, grid, tgt, kernel, outputs, band_list,
-                              time_chunk, compression_level)
-                out.setncatts(provenance_attrs(method, key, tgt, grid, min_valid_fraction,
-                                               str(src)))
-                out.sync()
-            with open(part, "rb+") as fh:
-                os.fsync(fh.fileno())
+            with NETCDF_LOCK:
+                out = netCDF4.Dataset(part, "w", format="NETCDF4")
+            with WriteBehind(part) as flusher:
+                try:
+                    _write_stream(nc, out, names, grid, tgt, kernel, outputs, band_list,
+                                  time_chunk, compression_level, threads, flusher)
+                    with NETCDF_LOCK:
+                        out.setncatts(provenance_attrs(method, key, tgt, grid,
+                                                       min_valid_fraction, str(src)))
+                        out.sync()
+                finally:
+                    with NETCDF_LOCK:
+                        out.close()
+                flusher.finish()  # fsync: only the tail is left to flush
             os.replace(part, dst)
         finally:
             part.unlink(missing_ok=True)
+    finally:
+        with NETCDF_LOCK:
+            nc.close()
     return dst
 
 
@@ -201,13 +223,12 @@ def _weights_kernel(grid, tgt, method, weights_dir, min_valid_fraction, src, fir
     from hpc_workflows.regrid.methods import build_weights
 
     w = build_weights(grid, tgt, method, weights_dir)
-    coverage = w.coverage()
-    if not np.any(coverage > 0):
+    if not np.any(w.coverage() > 0):
         raise RegridError(f"file {str(src)!r}, variable {first!r}: the target grid "
                           f"({tgt.spec}) does not overlap the source grid")
 
     def kernel(block: np.ndarray) -> np.ndarray:
-        return apply_weights_numpy(block, w, min_valid_fraction, coverage)
+        return apply_weights_numpy(block, w, min_valid_fraction)
 
     def outputs(name: str, attrs: dict) -> list[_Output]:
         attrs = dict(attrs)
@@ -263,7 +284,28 @@ def _copy_var(nc: Any, out: Any, name: str) -> None:
 
 
 def _write_stream(nc, out, names, grid, tgt, kernel, outputs, band_list, time_chunk,
-                  compression_level) -> None:
+                  compression_level, threads, flusher: WriteBehind) -> None:
+    with NETCDF_LOCK:
+        writers, ins = _define_outputs(nc, out, names, grid, tgt, outputs, band_list,
+                                       time_chunk, compression_level)
+    nsteps = ins[0][0].shape[0] if ins[0][0].ndim > 2 else 1
+    starts = list(range(0, nsteps, time_chunk)) if ins[0][0].ndim > 2 else [0]
+
+    def read(i0: int) -> list[np.ndarray]:
+        i1 = min(i0 + time_chunk, nsteps)
+        return [_read_block(var, i0, i1, dtype) for var, dtype in ins]
+
+    def write(i0: int, results: list[np.ndarray]) -> None:
+        _write_blocks(writers, i0, min(i0 + time_chunk, nsteps), results)
+        flusher.wrote(sum(r.nbytes for r in results))
+
+    _run_chunks(starts, read, lambda blocks: [kernel(b) for b in blocks], write, threads)
+
+
+def _define_outputs(nc, out, names, grid, tgt, outputs, band_list, time_chunk,
+                    compression_level) -> tuple[list, list]:
+    """Copy the untouched variables and create the regridded ones; returns what the chunk
+    loop needs: per input, its (output variable, take) pairs, and (input variable, dtype)."""
     spatial = set(grid.dims)
     out.setncatts({k: v for k, v in _attrs(nc).items()})
     for dname, dim in nc.dimensions.items():
@@ -331,22 +373,57 @@ def _write_stream(nc, out, names, grid, tgt, kernel, outputs, band_list, time_ch
             targets.append((o, take))
         writers.append(targets)
         ins.append((var, dtype))
+    return writers, ins
 
-    def compute(blocks: list[np.ndarray]) -> list[np.ndarray]:
-        return [kernel(b) for b in blocks]
 
-    nsteps = ins[0][0].shape[0] if ins[0][0].ndim > 2 else 1
-    starts = list(range(0, nsteps, time_chunk)) if ins[0][0].ndim > 2 else [0]
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        pending = None
+def _run_chunks(starts: list[int], read: Callable, compute: Callable, write: Callable,
+                threads: int) -> None:
+    """read -> compute -> write every chunk, ``threads`` chunks at a time.
+
+    netCDF-C and HDF5 are not thread-safe, so reads and writes hold
+    :data:`~hpc_workflows.netcdf_lock.NETCDF_LOCK`; netCDF4 releases the GIL inside them,
+    and the kernels (BLAS, numpy) release it too. Each thread
+    computes on the chunk it has just read, while it is still in the CPU cache, and the
+    other thread's I/O proceeds meanwhile. Measured on 2 cores (0.25 -> 1 degree, 240 steps):
+    this overlap took the chunk loop from read + compute + write run one after another to
+    close to the read + write time alone. Chunks may be written out of order; each is
+    written exactly once. The first error stops the remaining chunks and is raised.
+    """
+    io_lock = NETCDF_LOCK
+    if threads <= 1 or len(starts) == 1:
         for i0 in starts:
-            i1 = min(i0 + time_chunk, nsteps)
-            blocks = [_read_block(var, i0, i1, dtype) for var, dtype in ins]
-            if pending is not None:
-                _write_blocks(writers, pending[0], pending[1], pending[2].result())
-            pending = (i0, i1, pool.submit(compute, blocks))
-        if pending is not None:
-            _write_blocks(writers, pending[0], pending[1], pending[2].result())
+            with io_lock:
+                blocks = read(i0)
+            results = compute(blocks)
+            with io_lock:
+                write(i0, results)
+        return
+    stop = threading.Event()
+
+    def one(i0: int) -> None:
+        if stop.is_set():
+            return
+        try:
+            with io_lock:
+                blocks = read(i0)
+            results = compute(blocks)
+            del blocks
+            with io_lock:
+                write(i0, results)
+        except BaseException:
+            stop.set()
+            raise
+
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="regrid") as pool:
+        futures = [pool.submit(one, i0) for i0 in starts]
+        try:
+            for future in futures:
+                future.result()
+        except BaseException:
+            stop.set()
+            for future in futures:
+                future.cancel()
+            raise
 
 
 def _write_blocks(writers, i0, i1, results) -> None:
