@@ -1,8 +1,8 @@
 """``hpc_dask_executor``: Dagster steps on Dask workers that are batch jobs (SLURM, PBS) or local.
 
-Built on dagster-dask's ``DaskExecutor`` (subclassed: same step-on-worker model, same
-``dagster-dask/resource_requirements`` op tag) and dask-jobqueue's clusters, adding what runs on
-shared HPC systems need:
+dagster-dask's model (each step a Dask task on a worker, per-op Dask resources from the
+``dagster-dask/resource_requirements`` op tag, so ops written for dagster-dask run unchanged) on
+dask-jobqueue's clusters, adding what runs on shared HPC systems need:
 
 - typed, validated config (:mod:`.settings`); scaling always requested (``scale``/``adapt``);
 - a clear run failure when no worker can start (submission rejected, nothing connects before
@@ -13,6 +13,11 @@ shared HPC systems need:
 - run-unique Dask keys, so concurrent runs of one job on a shared scheduler do not collide;
 - TLS with temporary credentials for batch clusters; the cluster closed and every worker job
   cancelled when the run ends, fails or is interrupted.
+
+It does not import the ``dagster_dask`` package: its ``__init__`` imports ``dask.dataframe``
+(pandas, pyarrow, dask.array) for a DataFrame type, 1.7 s in every process that loads the job
+(each Dask worker, each ``dagster job execute``), and its ``DaskExecutor`` offers nothing
+this executor uses (its ``execute`` and ``retries`` are the parts replaced here).
 
 Example run config::
 
@@ -25,10 +30,11 @@ Example run config::
 from __future__ import annotations
 
 import asyncio
+import json
 import queue
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 import distributed
 from dagster import Field, Float, Int, Permissive, executor, multiple_process_executor_requirements
@@ -39,8 +45,8 @@ from dagster._core.execution.plan.active import ActiveExecution
 from dagster._core.execution.plan.objects import ErrorSource, StepFailureData
 from dagster._core.execution.plan.plan import ExecutionPlan
 from dagster._core.execution.retries import RetryMode, get_retries_config
+from dagster._core.executor.base import Executor
 from dagster._utils.error import serializable_error_info_from_exc_info
-from dagster_dask.executor import DaskExecutor, get_dask_resource_requirements
 
 from .clusters import RunCluster, missing_resources, open_cluster
 from .settings import ExecutorSettings, validate_executor_settings
@@ -50,15 +56,41 @@ _POLL = 0.05  # seconds the loop blocks on futures; bounds the latency added per
 _WORKER_CHECK = 1.0  # seconds between checks that some worker is (or can be) there
 
 
+#: dagster-dask's op tag for per-op Dask resources (JSON), e.g. ``{"GPU": 1}``.
+DASK_RESOURCE_REQUIREMENTS_KEY = "dagster-dask/resource_requirements"
+
+
+def dask_resource_requirements(tags: Mapping[str, str]) -> dict[str, float]:
+    """The Dask resources an op asks for through dagster-dask's tag (``{}`` if none).
+
+    Raises
+    ------
+    ValueError
+        When the tag is not a JSON object of numbers.
+    """
+    raw = tags.get(DASK_RESOURCE_REQUIREMENTS_KEY)
+    if raw is None:
+        return {}
+    try:
+        wanted = json.loads(raw)
+        if not isinstance(wanted, dict):
+            raise TypeError
+        return {str(k): float(v) for k, v in wanted.items()}
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"op tag {DASK_RESOURCE_REQUIREMENTS_KEY!r} must be a JSON object of numbers, "
+            f'e.g. \'{{"GPU": 1}}\', not {raw!r}'
+        ) from None
+
+
 class NoWorkerError(RuntimeError):
     """No Dask worker connected, or none can: the run cannot make progress."""
 
 
-class HpcDaskExecutor(DaskExecutor):
-    """dagster-dask's executor with scaling, retries, skips, isolation, TLS and clean teardown."""
+class HpcDaskExecutor(Executor):
+    """Steps on Dask workers, with scaling, retries, skips, isolation, TLS and clean teardown."""
 
     def __init__(self, settings: ExecutorSettings, retries: RetryMode):
-        super().__init__(settings.cluster.kind, {})
         self.settings = settings
         self._retries = retries
 
@@ -114,10 +146,14 @@ class HpcDaskExecutor(DaskExecutor):
 
                     for step in active.get_steps_to_execute():
                         step_context = plan_context.for_step(step)
-                        wanted = {**rc.step_resources, **get_dask_resource_requirements(step.tags)}
-                        lacking = missing_resources(wanted, rc.worker_resources)
-                        if lacking:
-                            event = _impossible_resource_failure(step_context, lacking, rc)
+                        try:
+                            wanted = {**rc.step_resources, **dask_resource_requirements(step.tags)}
+                            lacking = missing_resources(wanted, rc.worker_resources)
+                            problem = _impossible_resources(step.key, lacking, rc) if lacking else None
+                        except ValueError as exc:
+                            problem = f'Step "{step.key}": {exc}'
+                        if problem is not None:
+                            event = _unrunnable_step_failure(step_context, problem)
                             yield event
                             active.handle_event(event)
                             active.verify_complete(plan_context, step.key)
@@ -228,14 +264,18 @@ def _drain(finished: queue.Queue, timeout: float) -> list:
             return done
 
 
-def _impossible_resource_failure(step_context, lacking: dict[str, float], rc: RunCluster) -> DagsterEvent:
+def _impossible_resources(step_key: str, lacking: dict[str, float], rc: RunCluster) -> str:
     offered = rc.worker_resources or {}
-    message = (
-        f'Step "{step_context.step.key}" asks for Dask resources {lacking} but the workers of '
+    return (
+        f'Step "{step_key}" asks for Dask resources {lacking} but the workers of '
         f"this {rc.kind} cluster offer {offered}: it could never start. Add them under "
         "execution.config.cluster.<kind>.resources, or change the op's "
-        '"dagster-dask/resource_requirements" tag.'
+        f'"{DASK_RESOURCE_REQUIREMENTS_KEY}" tag.'
     )
+
+
+def _unrunnable_step_failure(step_context, message: str) -> DagsterEvent:
+    """A step failure, without running the step, for a step that could never run."""
     try:
         raise NoWorkerError(message)
     except NoWorkerError:

@@ -48,3 +48,30 @@ def test_defaults_tls_on_for_batch_off_for_local():
     assert batch.workers_wanted() == (0, 4)
     local = validate_executor_settings({})
     assert local.cluster.kind == "local" and local.cluster.local.tls is False
+
+
+def test_resource_tag_is_dagster_dasks_contract():
+    import json
+
+    from dagster_dask.executor import get_dask_resource_requirements
+
+    from hpc_workflows.hpc.executor import DASK_RESOURCE_REQUIREMENTS_KEY, dask_resource_requirements
+
+    tags = {DASK_RESOURCE_REQUIREMENTS_KEY: json.dumps({"GPU": 1, "MEM": 2.5})}
+    assert dask_resource_requirements(tags) == get_dask_resource_requirements(tags)
+    assert dask_resource_requirements({}) == {} == get_dask_resource_requirements({})
+    for bad in ("[1, 2]", "{GPU: 1}", '{"GPU": "many"}'):
+        with pytest.raises(ValueError, match="must be a JSON object of numbers"):
+            dask_resource_requirements({DASK_RESOURCE_REQUIREMENTS_KEY: bad})
+
+
+def test_loading_the_jobs_does_not_import_dagster_dask():
+    # dagster_dask's __init__ imports dask.dataframe (pandas, pyarrow, dask.array): 1.7 s in
+    # every process that loads the jobs, each Dask worker included.
+    import subprocess
+    import sys
+
+    code = ("import sys, hpc_workflows.definitions; "
+            "print([m for m in ('dagster_dask', 'dask.dataframe') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
