@@ -8,6 +8,7 @@ lifetimes (drain then close, :mod:`.retirement`), TLS by default on batch system
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import subprocess
 import sys
@@ -27,6 +28,16 @@ from .walltime import parse_walltime
 log = logging.getLogger(__name__)
 
 _CANCEL = {"slurm": "scancel", "pbs": "qdel"}
+
+#: Seconds a local worker process gets to exit when the run's cluster closes before its nanny
+#: kills it. A worker that has run Dagster steps spends 1.5-2 s in interpreter teardown
+#: after it has closed (thousands of modules), and distributed waits for that (up to 4 s).
+#: By then every step has returned or been cancelled, so nothing of the worker's is lost.
+LOCAL_WORKER_EXIT_GRACE = 1.0
+
+
+async def _stop_nannies(nannies: list[Any], grace: float) -> None:
+    await asyncio.gather(*(n.close(timeout=grace) for n in nannies), return_exceptions=True)
 
 
 def _resource_arg(resources: dict[str, float]) -> str:
@@ -75,6 +86,12 @@ class RunCluster:
         except Exception as exc:  # noqa: BLE001 - teardown must go on
             log.warning("closing the Dask client failed: %s", exc)
         if self.cluster is not None:
+            if self.kind == "local":
+                try:
+                    self.cluster.sync(_stop_nannies, list(self.cluster.workers.values()),
+                                      LOCAL_WORKER_EXIT_GRACE)
+                except Exception as exc:  # noqa: BLE001 - cluster.close below still runs
+                    log.warning("stopping the local workers failed: %s", exc)
             try:
                 self.cluster.close(timeout=30)
             except Exception as exc:  # noqa: BLE001 - e.g. a job whose submission failed
