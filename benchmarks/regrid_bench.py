@@ -7,10 +7,12 @@ One command::
 
 Inputs are generated into a temporary folder (deleted afterwards unless ``--keep``): a global
 0.25 degree (721 x 1440, centres on the poles) float32 ``t2m(time, lat, lon)``, uncompressed
-netCDF4 with a fixed-size time dimension. Every candidate runs in its own process; wall
-seconds and that process's peak RSS (``wait4``) are printed with ratios to the I/O floor (a
-process that only reads the whole input with netCDF4 and writes an output-sized file) and to
-``cdo remapcon``. Each output is compared with CDO's (max abs difference, K).
+netCDF4 with a fixed-size time dimension. Every candidate runs in its own process; the
+candidates run in ``--rounds`` interleaved rounds (default 5) because this machine is shared
+and one run can be 2x off. Printed: median wall seconds, the median over rounds of the ratio
+to that round's I/O floor (a process that only reads the whole input with netCDF4 and writes
+an output-sized file), the ratio ``cdo remapcon`` / candidate, the largest peak RSS
+(``wait4``) of any round, and each output's max abs difference from CDO's (K).
 
 Candidates (target: global 1 degree, centres -89.5..89.5 / 0.5..359.5, conservative):
 
@@ -34,6 +36,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -256,14 +259,14 @@ def max_diff(a: Path, b: Path, var: str) -> float:
         return float(np.nanmax(np.abs(x.astype(np.float64) - y)))
 
 
-def fmt_row(name: str, sec: float, rss: float, floor: float, cdo: float | None,
+def fmt_row(name: str, sec: float, x_floor: float, rss: float, cdo: float | None,
             diff: float | None) -> str:
     c = f"{cdo / sec:6.2f}x" if cdo else "     - "
     d = f"{diff:.2e}" if diff is not None else "    -   "
-    return f"  {name:<22} {sec:8.2f} {sec / floor:8.2f}x {c:>9} {rss:9.0f} {d:>10}"
+    return f"  {name:<22} {sec:8.2f} {x_floor:8.2f}x {c:>9} {rss:9.0f} {d:>10}"
 
 
-def bench_global(work: Path, nsteps: int) -> None:
+def bench_global(work: Path, nsteps: int, rounds: int = 5) -> None:
     src = work / f"t2m_{nsteps}.nc"
     t0 = time.perf_counter()
     make_global_input(src, nsteps)
@@ -285,8 +288,7 @@ def bench_global(work: Path, nsteps: int) -> None:
     run([PY, "-c", OURS, str(src), str(work / "warm.nc"), str(wdir)])
     if shutil.which("cdo"):
         run(["cdo", "-s", "-O", f"gencon,{grid}", str(src), str(cdo_w)])
-    results = {}
-    for name, cmd in [
+    candidates = [
         ("io_floor", [PY, "-c", IO_FLOOR, str(src), str(work / "floor.nc"), "180", "360"]),
         ("ours regrid_file", [PY, "-c", OURS, str(src), str(work / "ours.nc"), str(wdir)]),
         ("ours xarray+dask", [PY, "-c", OURS_XARRAY, str(src), str(work / "ours_xr.nc"),
@@ -296,12 +298,21 @@ def bench_global(work: Path, nsteps: int) -> None:
         ("cdo_stored_weights", ["cdo", "-s", "-O", f"remap,{grid},{cdo_w}", str(src),
                                 str(work / "cdo_w.nc")]),
         ("xarray_regrid", [PY, "-c", XARRAY_REGRID, str(src), str(work / "xr.nc")]),
-    ]:
-        if name.startswith("cdo") and shutil.which("cdo") is None:
-            continue
-        results[name] = run(cmd)
-        print(f"    ran {name}: {results[name][0]:.2f} s", flush=True)
-    floor = results["io_floor"][0]
+    ]
+    candidates = [(n, c) for n, c in candidates if not n.startswith("cdo") or shutil.which("cdo")]
+    runs: dict[str, list[tuple[float, float]]] = {name: [] for name, _ in candidates}
+    outputs = {"io_floor": "floor.nc", "ours regrid_file": "ours.nc", "ours xarray+dask": "ours_xr.nc",
+               "cdo_remapcon": "cdo.nc", "cdo_stored_weights": "cdo_w.nc", "xarray_regrid": "xr.nc"}
+    for r in range(rounds):
+        for name, cmd in candidates:
+            (work / outputs[name]).unlink(missing_ok=True)  # every candidate writes a new file
+            runs[name].append(run(cmd))
+        print(f"    round {r + 1}: " + ", ".join(f"{n} {v[-1][0]:.2f} s" for n, v in runs.items()),
+              flush=True)
+    floors = [sec for sec, _ in runs["io_floor"]]
+    results = {name: (statistics.median(sec for sec, _ in v),
+                      statistics.median(sec / f for (sec, _), f in zip(v, floors)),
+                      max(rss for _, rss in v)) for name, v in runs.items()}
     cdo = results.get("cdo_remapcon", (None,))[0]
     ref = work / "cdo.nc"
     diffs = {"ours regrid_file": max_diff(work / "ours.nc", ref, "t2m"),
@@ -310,8 +321,8 @@ def bench_global(work: Path, nsteps: int) -> None:
              "xarray_regrid": max_diff(work / "xr.nc", ref, "t2m")}
     print(f"  {'candidate':<22} {'seconds':>8} {'x floor':>9} {'cdo/this':>9} "
           f"{'peakRSS MiB':>9} {'max|d| vs cdo K':>10}")
-    for name, (sec, rss) in results.items():
-        print(fmt_row(name, sec, rss, floor, cdo, diffs.get(name)))
+    for name, (sec, x_floor, rss) in results.items():
+        print(fmt_row(name, sec, x_floor, rss, cdo, diffs.get(name)))
     for f in ("ours.nc", "ours_xr.nc", "cdo.nc", "cdo_w.nc", "xr.nc", "floor.nc", "warm.nc"):
         (work / f).unlink(missing_ok=True)
     src.unlink()
@@ -365,6 +376,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, nargs="+", default=[48, 240])
     parser.add_argument("--no-aggregate", action="store_true")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds per size")
     parser.add_argument("--workdir", type=Path, default=None, help="where to put temp inputs")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = parser.parse_args()
@@ -379,7 +391,7 @@ def main() -> None:
               f"{os.getloadavg()[0]:.1f}; {cdo_version}")
         bench_weights(work)
         for n in args.steps:
-            bench_global(work, n)
+            bench_global(work, n, args.rounds)
         if not args.no_aggregate:
             bench_aggregate(work)
     finally:

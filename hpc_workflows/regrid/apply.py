@@ -55,16 +55,21 @@ def _keep(valid_weight: np.ndarray, min_valid_fraction: float) -> np.ndarray:
     return (valid_weight > _TINY) & (valid_weight >= threshold * (1.0 - 1e-12))
 
 
-def _normaliser(w: Weights, min_valid_fraction: float) -> tuple[np.ndarray, int]:
-    """(1/coverage where kept else NaN, number of NaN cells) for complete input (cached)."""
-    key = ("normaliser", float(min_valid_fraction))
+def _normaliser(w: Weights, min_valid_fraction: float, dtype: type) -> tuple[np.ndarray, int]:
+    """(1/coverage where kept else NaN, in ``dtype``; number of NaN cells), cached.
+
+    In float32, 1/coverage of a fully covered cell rounds to exactly 1, so those cells are not
+    changed at all; at partly covered edges the product is within one float32 ulp of
+    dividing in float64.
+    """
+    key = ("normaliser", float(min_valid_fraction), np.dtype(dtype).str)
     cached = w.scratch.get(key)
     if cached is None:
         coverage = w.coverage()
         keep = _keep(coverage, min_valid_fraction)
         with np.errstate(divide="ignore"):
             scale = np.where(keep, 1.0 / np.where(keep, coverage, 1.0), np.nan)
-        cached = w.scratch[key] = (scale, int((~keep).sum()))
+        cached = w.scratch[key] = (scale.astype(dtype), int((~keep).sum()))
     return cached
 
 
@@ -109,9 +114,9 @@ def apply_weights_numpy(x: np.ndarray, w: Weights, min_valid_fraction: float = 0
     out_dtype = x.dtype if floating else np.dtype(np.float64)
     work = np.float32 if x.dtype == np.float32 else np.float64
     x3 = x.reshape((-1, ny, nx))
-    scale, n_missing = _normaliser(w, min_valid_fraction)
-    # Multiplied in float64: one rounding, as num / coverage would have.
-    out = np.multiply(w.product(x3, work), scale, dtype=np.float64)
+    scale, n_missing = _normaliser(w, min_valid_fraction, work)
+    out = w.product(x3, work)
+    out *= scale
     if floating:
         nan_cells = np.isnan(out).reshape(out.shape[0], -1).sum(axis=1)
         redo = np.flatnonzero(nan_cells > n_missing)
