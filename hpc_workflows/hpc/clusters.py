@@ -29,6 +29,11 @@ log = logging.getLogger(__name__)
 
 _CANCEL = {"slurm": "scancel", "pbs": "qdel"}
 
+
+class WorkerStartError(RuntimeError):
+    """The workers of a local cluster failed to start: the run cannot make progress."""
+
+
 #: Seconds a local worker process gets to exit when the run's cluster closes before its nanny
 #: kills it. A worker that has run Dagster steps spends 1.5-2 s in interpreter teardown
 #: after it has closed (thousands of modules), and distributed waits for that (up to 4 s).
@@ -116,12 +121,15 @@ class RunCluster:
             )
 
 
-def _open_local(s: LocalClusterSettings, name: str) -> RunCluster:
+def _open_local(s: LocalClusterSettings, name: str, n_workers: int) -> RunCluster:
     security = temporary_security() if s.tls else None
     resources = {STEP_SLOT: 1, **s.resources}
     kwargs: dict[str, Any] = dict(
         name=name,
-        n_workers=0,
+        # Started here, not by scale(): LocalCluster then waits for them and raises when they
+        # cannot start. Scaling later is fire-and-forget; a worker that fails there is only
+        # logged and the run would wait out worker_start_timeout.
+        n_workers=n_workers,
         threads_per_worker=s.threads_per_worker,
         processes=True,
         host="127.0.0.1",
@@ -135,7 +143,15 @@ def _open_local(s: LocalClusterSettings, name: str) -> RunCluster:
         kwargs["memory_limit"] = s.memory_limit
     if s.local_directory:
         kwargs["local_directory"] = s.local_directory
-    cluster = LocalCluster(**kwargs)
+    try:
+        cluster = LocalCluster(**kwargs)
+    except Exception as exc:  # noqa: BLE001 - e.g. NotADirectoryError, "Cluster failed to start"
+        raise WorkerStartError(
+            f"the local Dask workers failed to start ({type(exc).__name__}: {exc}), so no step can "
+            "run. Check local_directory and memory_limit in execution.config.cluster.local, "
+            "and that the job's module imports in a fresh Python process (a script that starts "
+            "a run needs an `if __name__ == '__main__':` guard)."
+        ) from exc
     client = Client(cluster, security=security, set_as_default=False)
     return RunCluster("local", client, cluster, resources, s.threads_per_worker, security=security)
 
@@ -199,7 +215,7 @@ def open_cluster(settings: ExecutorSettings, name: str) -> RunCluster:
     kind = settings.cluster.kind
     s = settings.cluster.settings
     if kind == "local":
-        rc = _open_local(s, name)  # type: ignore[arg-type]
+        rc = _open_local(s, name, settings.workers_wanted()[0])  # type: ignore[arg-type]
     elif kind in ("slurm", "pbs"):
         rc = _open_batch(kind, s, name)  # type: ignore[arg-type]
     else:
