@@ -39,6 +39,8 @@ MATRICES = {
     "nested lon 0.25->1, wrap cell (runs)": (lambda: _lon(np.arange(0.5, 360, 1.0)), "runs"),
     "lon to -180..180 (runs)": (lambda: _lon(np.arange(-179.5, 180, 1.0)), "runs"),
     "non-nested lat 0.25->0.7 (blocks)": (lambda: _lat(np.arange(-89.65, 90, 0.7)), "blocks"),
+    "every row on the same columns (runs of stride 0)": (
+        lambda: sp.csr_matrix(np.random.default_rng(1).random((40, 6))), "runs"),
     "random, not banded (ell)": (
         lambda: sp.random(60, 500, density=0.01, random_state=3, format="csr"), "ell"),
 }
@@ -61,6 +63,8 @@ def test_products_match_scipy(name: str) -> None:
     x32 = x.astype(np.float32)
     np.testing.assert_allclose(s.left_apply(x32, np.float32),
                                np.einsum("rc,mcn->mrn", dense, x), rtol=2e-5, atol=2e-5)
+    np.testing.assert_allclose(s.right_apply(y.astype(np.float32), np.float32), y @ dense.T,
+                               rtol=2e-5, atol=2e-5)
 
 
 def test_runs_spread_nan_exactly_like_the_weights() -> None:
