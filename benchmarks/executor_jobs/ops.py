@@ -5,7 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 N_FAN = 48
-#: Iterations of the "work" op's pure-Python loop: ~0.6 s of one core on the 2-core test
+#: Iterations of the "work" op's pure-Python loop: ~0.3 s of one core on the 2-core test
 #: machine. Single-threaded on purpose, so in_process gets one core and a cluster of two
 #: 1-thread workers two, as with real steps that compute.
 WORK_ITERATIONS = 5_000_000
