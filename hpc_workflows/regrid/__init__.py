@@ -9,8 +9,7 @@ fast path) can be imported without paying for importing xarray and dask.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from hpc_workflows.lazy_exports import lazy_exports
 
 _EXPORTS = {
     "METHODS": "hpc_workflows.regrid.api",
@@ -26,14 +25,4 @@ _EXPORTS = {
     "regrid_file": "hpc_workflows.regrid.stream",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'hpc_workflows.regrid' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

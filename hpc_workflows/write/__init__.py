@@ -6,8 +6,7 @@ netCDF4-only streaming regridder) can be imported without importing xarray.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from hpc_workflows.lazy_exports import lazy_exports
 
 _EXPORTS = {
     "default_encoding": "hpc_workflows.write.netcdf",
@@ -17,14 +16,4 @@ _EXPORTS = {
     "WriteBehind": "hpc_workflows.write.flush",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'hpc_workflows.write' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
