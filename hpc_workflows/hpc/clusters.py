@@ -215,7 +215,9 @@ def open_cluster(settings: ExecutorSettings, name: str) -> RunCluster:
     kind = settings.cluster.kind
     s = settings.cluster.settings
     if kind == "local":
-        rc = _open_local(s, name, settings.workers_wanted()[0])  # type: ignore[arg-type]
+        # At least one worker up front, also for adapt with minimum 0: a run has steps to
+        # run from its start, and a worker that cannot start must fail it here, not later.
+        rc = _open_local(s, name, max(1, settings.workers_wanted()[0]))  # type: ignore[arg-type]
     elif kind in ("slurm", "pbs"):
         rc = _open_batch(kind, s, name)  # type: ignore[arg-type]
     else:

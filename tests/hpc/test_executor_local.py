@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import psutil
+import pytest
 
 from .conftest import event_messages, run_test_job
 
@@ -32,15 +33,17 @@ def test_local_run_closes_its_workers(hpc_env: Path, monkeypatch):
     assert {p.pid for p in _worker_processes()} - before == set()
 
 
-def test_local_workers_that_cannot_start_fail_the_run_with_the_reason(hpc_env: Path):
+@pytest.mark.parametrize("scaling", [{"scale": 1}, {"adapt": {"minimum": 0, "maximum": 2}}],
+                         ids=["scale", "adapt-from-0"])
+def test_local_workers_that_cannot_start_fail_the_run_with_the_reason(hpc_env: Path, scaling):
     # A scratch folder below a regular file cannot be created: every worker process fails
     # to start. The run must say so at once instead of waiting out worker_start_timeout.
     blocker = hpc_env / "a_file"
     blocker.write_text("not a folder")
     ok, records, _ = run_test_job(
         "fan_job",
-        {"cluster": {"local": {"local_directory": str(blocker / "scratch")}}, "scale": 1,
-         "worker_start_timeout": 120},
+        {"cluster": {"local": {"local_directory": str(blocker / "scratch")}},
+         "worker_start_timeout": 120, **scaling},
     )
     assert not ok
     text = event_messages(records)
