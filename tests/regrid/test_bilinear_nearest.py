@@ -183,3 +183,57 @@ def test_nearest_latlon_regional_across_meridian() -> None:
               & ((np.mod(tlon + 180, 360) - 180 >= -5) & (np.mod(tlon + 180, 360) - 180 <= 5)))
     np.testing.assert_array_equal(np.isfinite(out), inside)
     np.testing.assert_array_equal(out[inside], ref[inside])
+
+
+def _haversine(lat1, lon1, lat2, lon2):
+    la1, lo1, la2, lo2 = (np.radians(a) for a in (lat1, lon1, lat2, lon2))
+    return (np.sin((la2 - la1) / 2) ** 2
+            + np.cos(la1) * np.cos(la2) * np.sin((lo2 - lo1) / 2) ** 2)
+
+
+@pytest.mark.parametrize("src_lat,src_lon", [
+    (np.linspace(-90, 90, 73), np.arange(144) * 2.5),            # 2.5 deg, centres on the poles
+    (centres(-90, 90, 3.0)[::-1], centres(-180, 180, 3.75)),      # descending, -180..180
+    (np.sort(np.random.default_rng(5).uniform(-89, 89, 40)),       # irregular spacing
+     np.sort(np.random.default_rng(6).uniform(0, 360, 70))),
+], ids=["poles", "descending-180", "irregular"])
+def test_nearest_latlon_fast_path_is_the_great_circle_nearest(src_lat, src_lon) -> None:
+    from hpc_workflows.regrid.nearest import _nearest_latlon
+
+    rng = np.random.default_rng(1)
+    tgt_lat = np.concatenate([[-90.0, -89.99, 89.97, 90.0], rng.uniform(-90, 90, 36)])
+    tgt_lon = np.concatenate([[0.0, 179.99, -180.0, 359.999], rng.uniform(-180, 360, 26)])
+    idx = _nearest_latlon(src_lat, src_lon, tgt_lat, tgt_lon)
+    slat, slon = np.meshgrid(src_lat, src_lon, indexing="ij")
+    tlat, tlon = np.meshgrid(tgt_lat, tgt_lon, indexing="ij")
+    h_all = _haversine(tlat.ravel()[:, None], tlon.ravel()[:, None],
+                       slat.ravel()[None, :], slon.ravel()[None, :])
+    best = h_all.min(axis=1)
+    chosen = h_all[np.arange(idx.size), idx]
+    # Exactly the minimum distance (ties, e.g. at the poles, may pick another index).
+    np.testing.assert_allclose(chosen, best, rtol=1e-12, atol=1e-18)
+    unique = (np.sort(h_all, axis=1)[:, 1] - best) > 1e-12
+    assert unique.mean() > 0.8
+    np.testing.assert_array_equal(idx[unique], h_all.argmin(axis=1)[unique])
+
+
+def test_nearest_latlon_fast_path_matches_the_kdtree_at_quarter_degree() -> None:
+    from scipy.spatial import cKDTree
+
+    from hpc_workflows.regrid.bilinear import unit_vectors
+    from hpc_workflows.regrid.nearest import _nearest_latlon
+
+    src_lat, src_lon = np.linspace(-90, 90, 721), np.arange(1440) * 0.25
+    t = parse_target_grid({"kind": "explicit",  # not nested in the source
+                           "lat": list(np.arange(-89.65, 90, 0.7)),
+                           "lon": list(np.arange(0.13, 360, 0.7))})
+    idx = _nearest_latlon(src_lat, src_lon, t.lat, t.lon)
+    slat, slon = np.meshgrid(src_lat, src_lon, indexing="ij")
+    tlat, tlon = np.meshgrid(t.lat, t.lon, indexing="ij")
+    dist, ref = cKDTree(unit_vectors(slat, slon)).query(unit_vectors(tlat, tlon))
+    same = idx == ref
+    # Where they differ the two source points must be equally near (a tie).
+    h = _haversine(tlat.ravel(), tlon.ravel(), slat.ravel()[idx], slon.ravel()[idx])
+    h_ref = _haversine(tlat.ravel(), tlon.ravel(), slat.ravel()[ref], slon.ravel()[ref])
+    np.testing.assert_allclose(h[~same], h_ref[~same], rtol=1e-9, atol=1e-16)
+    assert same.mean() > 0.99
