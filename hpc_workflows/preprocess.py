@@ -16,12 +16,16 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import xarray as xr
 
-from hpc_workflows.write import add_provenance, write_netcdf_atomic
+if TYPE_CHECKING:
+    import xarray as xr
+
+# xarray (with pandas and dask, ~0.7 s) and the xarray writer are imported where they are
+# used: importing the job definitions (every `dagster` command, the UI's code location)
+# then does not pay for them.
 
 __all__ = ["PreprocessSettings", "PreprocessResult", "preprocess_file", "settings_digest"]
 
@@ -85,6 +89,8 @@ def settings_digest(settings: PreprocessSettings) -> str:
 
 
 def _is_complete(output: Path, input_sha256: str, digest: str) -> bool:
+    import xarray as xr
+
     if not output.is_file():
         return False
     try:
@@ -149,6 +155,7 @@ def preprocess_file(
     -------
     PreprocessResult
     """
+    import xarray as xr
     from hpc_workflows.regrid import parse_target_grid
 
     started = time.perf_counter()
@@ -245,6 +252,7 @@ def _regrid_lazily(ds: xr.Dataset, output: Path, target: Any, settings: Preproce
     """The general path: cut to the window and resample in time with xarray, then regrid
     lazily (dask, chunked over time) and stream the result to disk."""
     from hpc_workflows.regrid import regrid
+    from hpc_workflows.write import add_provenance, write_netcdf_atomic
 
     if settings.time_freq:
         from hpc_workflows.temporal import resample_time
@@ -298,6 +306,8 @@ def _ancillaries(ds: xr.Dataset, names: list[str]) -> dict[str, xr.DataArray]:
 
 def _time_chunks(path: Path, steps: int = 24) -> dict[str, int]:
     """Chunks of about ``steps`` time steps, aligned with the file's own chunking."""
+    import xarray as xr
+
     with xr.open_dataset(path, chunks={}) as ds:
         if "time" not in ds.dims:
             return {}
@@ -315,6 +325,7 @@ def _mean_over_target(da: xr.DataArray, target: Any) -> float:
     conservative regrid must reproduce, for regional targets too. Other source grids raise
     ValueError (and the demo shows no figure).
     """
+    import xarray as xr
     from hpc_workflows.regrid.areas import _bounds_of, _find_coord, lat_band_factor
 
     lat_name, lon_name = _find_coord(da, "lat"), _find_coord(da, "lon")

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import xarray as xr
+if TYPE_CHECKING:
+    import xarray as xr  # imported where used: not at job-definition load
 
 logger = logging.getLogger("hpc_workflows.fetch")
 
@@ -17,6 +19,8 @@ def _merged_from(paths: list[Path]) -> str:
 
 def _complete(path: Path, merged_from: str) -> bool:
     """True when ``path`` opens as netCDF and was merged from the same inputs."""
+    import xarray as xr
+
     try:
         with xr.open_dataset(path, decode_times=False) as ds:
             return ds.attrs.get("merged_from") == merged_from
@@ -27,6 +31,8 @@ def _complete(path: Path, merged_from: str) -> bool:
 def _check_units(paths: list[Path]) -> None:
     """Refuse to merge files whose variables disagree on units (K vs degC): open_mfdataset
     would keep the first file's attributes and silently mislabel the rest."""
+    import xarray as xr
+
     from hpc_workflows.regrid.validate import check_consistent_units
 
     opened = [xr.open_dataset(p, decode_times=False) for p in paths]
@@ -62,6 +68,8 @@ def merge_daily(paths: list[Path], out_path: Path) -> Path:
     ValueError
         If ``paths`` is empty or the files cannot be combined (naming the files).
     """
+    import xarray as xr
+
     from hpc_workflows.write.netcdf import write_netcdf_atomic
 
     out_path = Path(out_path)
