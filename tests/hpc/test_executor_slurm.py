@@ -124,11 +124,12 @@ def test_cancelled_worker_job_its_steps_run_elsewhere(hpc_env: Path, monkeypatch
 
 
 def test_workers_retire_before_walltime_and_are_replaced(hpc_env: Path, monkeypatch):
-    monkeypatch.setenv("HPCWF_TEST_FAN", "4")
+    monkeypatch.setenv("HPCWF_TEST_FAN", "6")
     monkeypatch.setenv("HPCWF_TEST_STEP_SECONDS", "5")
-    # 1-minute walltime, retire 40 s early: a worker takes steps for ~20 s after its job
-    # started, so 4 x 5 s of steps on one worker slot need a replacement worker; a worker killed
-    # by the walltime mid-step would fail or restart steps instead.
+    # 1-minute walltime, retire 40 s early: a worker takes new steps for 20 +- 2 s (stagger)
+    # after its job started, so 6 x 5 s of steps on one worker slot need a replacement worker
+    # (with 4 x 5 s a fast-starting worker could just finish them all: seen once in CI); a
+    # worker killed by the walltime mid-step would fail or restart steps instead.
     cluster = batch_cluster(hpc_env, walltime="00:01:00", lifetime_margin="00:40")
     ok, records, run_id = run_test_job("fan_job", {"cluster": {"slurm": cluster}, "scale": 1})
     assert ok, event_messages(records)
