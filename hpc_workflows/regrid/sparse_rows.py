@@ -218,11 +218,10 @@ class SparseRows:
         if runs is not None:
             out = np.empty(x.shape[:-1] + (self.shape[0],), dtype=dtype)
             tmp = None
-            for (j0, j1, s0, step), (_, _, view, w) in zip(runs.runs,
-                                                          self._run_views(runs, x, axis=-1)):
+            for j0, j1, s0, step in runs.runs:
                 dst = out[..., j0:j1]
-                if step < 1:  # every row has the same window: no strided slice for it
-                    np.einsum("...jt,jt->...j", view, w, out=dst)
+                if step == 0:  # every row's window is the same columns: one matrix product
+                    np.matmul(x[..., s0:s0 + runs.width], runs.windows[j0:j1].T, out=dst)
                     continue
                 # One multiply-add per window column over a strided slice of x: 0.43 against
                 # 0.70 ms (einsum over the strided window view) per 0.25 -> 1 degree step.
