@@ -85,6 +85,21 @@ def _valid_weight(w: Weights, valid: np.ndarray) -> np.ndarray:
     return w.product(valid, np.float64)
 
 
+def _steps_with_missing_input(out: np.ndarray, n_missing: int) -> np.ndarray:
+    """Indices of the steps of ``out`` (m, nyt, nxt) with more NaN cells than the
+    ``n_missing`` cells that the coverage rule alone makes missing."""
+    flat = out.reshape(out.shape[0], -1)
+    if n_missing == 0:
+        # A step's sum is NaN when any cell is NaN (or when +inf meets -inf, which the exact
+        # count below then rules out): one reduction instead of a boolean pass and a count.
+        with np.errstate(invalid="ignore", over="ignore"):
+            suspects = np.flatnonzero(np.isnan(flat.sum(axis=1)))
+        if not suspects.size:
+            return suspects
+        return suspects[np.isnan(flat[suspects]).any(axis=1)]
+    return np.flatnonzero(np.isnan(flat).sum(axis=1) > n_missing)
+
+
 def apply_weights_numpy(x: np.ndarray, w: Weights, min_valid_fraction: float = 0.5,
                         coverage: np.ndarray | None = None) -> np.ndarray:
     """Regrid a numpy array whose last two axes are the source (y, x).
@@ -118,8 +133,7 @@ def apply_weights_numpy(x: np.ndarray, w: Weights, min_valid_fraction: float = 0
     out = w.product(x3, work)
     out *= scale
     if floating:
-        nan_cells = np.isnan(out).reshape(out.shape[0], -1).sum(axis=1)
-        redo = np.flatnonzero(nan_cells > n_missing)
+        redo = _steps_with_missing_input(out, n_missing)
         if redo.size:
             xs = x3[redo]
             valid = ~np.isnan(xs)

@@ -20,6 +20,7 @@ import hashlib
 import logging
 import os
 import secrets
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +58,9 @@ class Weights:
     from_cache: bool = False
     #: Per-object scratch for :mod:`hpc_workflows.regrid.apply` (normalisers, last mask).
     scratch: dict = field(default_factory=dict, repr=False, compare=False)
+    #: Per-thread buffers of :meth:`product` (not pickled).
+    _local: threading.local = field(default_factory=threading.local, repr=False,
+                                    compare=False)
 
     def __post_init__(self) -> None:
         for name in ("lat_factor", "lon_factor", "matrix"):
@@ -65,7 +69,11 @@ class Weights:
                 setattr(self, name, SparseRows.from_scipy(m))
 
     def __getstate__(self) -> dict[str, Any]:  # scratch is rebuilt where the copy is used
-        return {**self.__dict__, "scratch": {}}
+        return {k: v for k, v in self.__dict__.items() if k != "_local"} | {"scratch": {}}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._local = threading.local()
 
     @property
     def separable(self) -> bool:
@@ -99,8 +107,14 @@ class Weights:
         m = x.shape[0]
         if self.separable:
             # Latitude first on the full-size field (banded BLAS), then longitude on the
-            # (m, nyt, nx) intermediate, which is 1/4 to 1/100 the size of the input.
-            y = self.lat_factor.left_apply(x, dtype)
+            # (m, nyt, nx) intermediate, which is 1/4 to 1/100 the size of the input. The
+            # intermediate is a buffer of this thread, reused from call to call: a fresh one
+            # costs a page fault and zeroing per 4 KiB before any arithmetic.
+            shape, dt = (m, self.target_shape[0], x.shape[-1]), np.dtype(dtype)
+            y = getattr(self._local, "y", None)
+            if y is None or y.shape != shape or y.dtype != dt:
+                y = self._local.y = np.empty(shape, dtype=dt)
+            self.lat_factor.left_apply(x, dtype, out=y)
             return self.lon_factor.right_apply(y, dtype)
         flat = x.reshape(m, -1)
         return self.matrix.right_apply(flat, dtype).reshape((m,) + tuple(self.target_shape))

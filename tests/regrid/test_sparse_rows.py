@@ -28,6 +28,14 @@ def _lon(target: np.ndarray, source: np.ndarray = LON_Q) -> sp.csr_matrix:
     return lon_overlap_factor(derive_bounds(target), derive_bounds(source))
 
 
+def _uniform_windows(rows: int, ncols: int, start: int, step: int,
+                     window: list[float]) -> np.ndarray:
+    dense = np.zeros((rows, ncols))
+    for j in range(rows):
+        dense[j, start + step * j:start + step * j + len(window)] = window
+    return dense
+
+
 def _layout(s: SparseRows) -> str:
     if s._kernel("runs", np.float64) is not None:
         return "runs"
@@ -41,6 +49,9 @@ MATRICES = {
     "non-nested lat 0.25->0.7 (blocks)": (lambda: _lat(np.arange(-89.65, 90, 0.7)), "blocks"),
     "every row on the same columns (runs of stride 0)": (
         lambda: sp.csr_matrix(np.random.default_rng(1).random((40, 6))), "runs"),
+    "same window on every row, spanning 3 blocks, offset (runs)": (
+        lambda: sp.csr_matrix(_uniform_windows(rows=30, ncols=70, start=3, step=2,
+                                               window=[0.1, 0.2, 0.3, 0.25, 0.15])), "runs"),
     "random, not banded (ell)": (
         lambda: sp.random(60, 500, density=0.01, random_state=3, format="csr"), "ell"),
 }
@@ -65,6 +76,39 @@ def test_products_match_scipy(name: str) -> None:
                                np.einsum("rc,mcn->mrn", dense, x), rtol=2e-5, atol=2e-5)
     np.testing.assert_allclose(s.right_apply(y.astype(np.float32), np.float32), y @ dense.T,
                                rtol=2e-5, atol=2e-5)
+    # Inputs that are not C-contiguous (the shared-window kernel needs contiguous rows).
+    yf = np.asfortranarray(y)
+    np.testing.assert_allclose(s.right_apply(yf), y @ dense.T, rtol=1e-12, atol=1e-12)
+    xs = np.swapaxes(np.swapaxes(x, 0, 2).copy(), 0, 2)
+    np.testing.assert_allclose(s.left_apply(xs), np.einsum("rc,mcn->mrn", dense, x),
+                               rtol=1e-12, atol=1e-12)
+    # Results written into a caller's buffer.
+    out = np.full((2, 3, m.shape[0]), np.nan)
+    assert s.right_apply(y, out=out) is out
+    np.testing.assert_allclose(out, y @ dense.T, rtol=1e-12, atol=1e-12)
+    out = np.full((3, m.shape[0], 11), np.nan)
+    assert s.left_apply(x, out=out) is out
+    np.testing.assert_allclose(out, np.einsum("rc,mcn->mrn", dense, x), rtol=1e-12, atol=1e-12)
+
+
+def test_rows_sharing_one_window_use_the_shared_window_kernel() -> None:
+    lon = SparseRows.from_scipy(_lon(np.arange(0.5, 360, 1.0)))
+    runs = lon._kernel("runs", np.float32)
+    assert [u is not None for u in runs.uniform] == [True]
+    offset = SparseRows.from_scipy(sp.csr_matrix(_uniform_windows(30, 70, 3, 2, [1, 2, 3, 4, 5])))
+    assert offset._kernel("runs", np.float64).uniform[0] is not None
+    # The latitude factor's windows differ from row to row (cell areas): no shared window.
+    lat = SparseRows.from_scipy(_lat(np.arange(-89.5, 90, 1.0)))
+    assert all(u is None for u in lat._kernel("runs", np.float64).uniform)
+
+
+def test_out_buffers_are_checked() -> None:
+    s = SparseRows.from_scipy(_lon(np.arange(0.5, 360, 1.0)))
+    y = np.ones((2, 1440))
+    for bad in (np.empty((2, 361)), np.empty((2, 360), np.float32),
+                np.empty((360, 2)).T):
+        with pytest.raises(ValueError, match="out must be"):
+            s.right_apply(y, out=bad)
 
 
 def test_runs_spread_nan_exactly_like_the_weights() -> None:
@@ -95,6 +139,27 @@ def test_pickle_round_trip_drops_kernels() -> None:
     copy = pickle.loads(pickle.dumps(s))
     assert copy._kernels == {}
     np.testing.assert_array_equal(copy.right_apply(y), before)
+
+
+def test_weights_pickle_round_trip_and_per_thread_buffers() -> None:
+    # Dask ships Weights to workers by pickling; the per-thread buffers stay behind.
+    from concurrent.futures import ThreadPoolExecutor
+
+    a, b = _lat(np.arange(-89.5, 90, 1.0)), _lon(np.arange(0.5, 360, 1.0))
+    w = Weights("conservative", "k", (721, 1440), (180, 360), a, b)
+    rng = np.random.default_rng(6)
+    xs = [rng.normal(size=(3, 721, 1440)).astype(np.float32) for _ in range(6)]
+    refs = [w.product(x, np.float32) for x in xs]
+    copy = pickle.loads(pickle.dumps(w))
+    assert not hasattr(copy._local, "y")
+    # Threads sharing one Weights must not share the intermediate buffer.
+    for _ in range(3):
+        with ThreadPoolExecutor(3) as pool:
+            got = list(pool.map(lambda x: copy.product(x, np.float32), xs))
+        for g, r in zip(got, refs):
+            np.testing.assert_array_equal(g, r)
+    np.testing.assert_allclose(refs[0][0], a @ xs[0][0].astype(np.float64) @ b.T.toarray(),
+                               rtol=1e-4, atol=1e-3)
 
 
 def _direct(x: np.ndarray, dense: np.ndarray, min_valid: float) -> np.ndarray:
@@ -131,3 +196,31 @@ def test_apply_matches_the_rule_when_masks_repeat_then_change() -> None:
         got = apply_weights_numpy(x, w, 0.5)
         np.testing.assert_allclose(got.reshape(x.shape[0], -1), _direct(x, dense, 0.5),
                                    rtol=1e-12, atol=1e-12)
+
+
+def test_complete_global_fields_and_infinities_follow_the_rule() -> None:
+    # A fully covered target (no cell missing by coverage alone): NaN steps are found
+    # without counting NaN cells; +inf and -inf in one step must not be taken for NaN.
+    lat_s, lon_s = np.arange(-88.5, 90, 3.0), np.arange(1.5, 360, 3.0)
+    lat_t, lon_t = np.arange(-81, 90, 9.0), np.arange(4.5, 360, 9.0)
+    a, b = _lat(lat_t, lat_s), _lon(lon_t, lon_s)
+    w = Weights("conservative", "k", (lat_s.size, lon_s.size), (lat_t.size, lon_t.size), a, b)
+    kron = sp.kron(a, b, format="csr")
+    assert np.allclose(kron.sum(axis=1), 1)
+    rng = np.random.default_rng(5)
+    x = rng.normal(280, 5, size=(4, lat_s.size, lon_s.size))
+    x[1, 10, 20] = np.nan
+    x[2, 3, 4], x[2, 40, 90] = np.inf, -np.inf
+    x[3, 30:40, :] = np.nan
+    got = apply_weights_numpy(x, w, 0.5).reshape(4, -1)
+    for t in range(4):
+        flat = x[t].ravel()
+        valid = ~np.isnan(flat)
+        num = kron @ np.where(valid, flat, 0)  # sparse: inf meets no zero weight
+        den = kron @ valid.astype(float)
+        keep = den >= 0.5
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ref = np.where(keep, num / np.where(keep, den, 1), np.nan)
+        np.testing.assert_allclose(got[t], ref, rtol=1e-12, atol=1e-12)
+    assert np.isposinf(got[2]).any() and np.isneginf(got[2]).any()
+    assert np.isnan(got[1]).sum() == 0 and np.isnan(got[3]).any()
