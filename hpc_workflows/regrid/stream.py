@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from hpc_workflows.netcdf_lock import NETCDF_LOCK
+from hpc_workflows.netcdf_read import read_into
 from hpc_workflows.regrid.errors import GridError, RegridError
 from hpc_workflows.regrid.grids import SourceGrid, _is_lat, _is_lon, derive_bounds
 from hpc_workflows.regrid.targets import TargetGrid, parse_target_grid
@@ -104,17 +105,37 @@ def _select(nc: Any, variables: list[str] | None, src: Path) -> list[str]:
     return [n for n in names if nc[n].dimensions[-2:] == nc[largest].dimensions[-2:]]
 
 
-def _read_block(var: Any, i0: int, i1: int, out_dtype: np.dtype) -> np.ndarray:
-    """Steps i0:i1 (first axis) unpacked to float with missing values as NaN."""
-    raw = var[i0:i1] if var.ndim > 2 else var[:]
+def _read_block(var: Any, i0: int, i1: int, out_dtype: np.dtype,
+                buffers: dict | None = None) -> np.ndarray:
+    """Steps i0:i1 (first axis) unpacked to float with missing values as NaN.
+
+    With ``buffers`` (one dict per thread), the raw values are read into a buffer kept there
+    for the next chunk of the same variable, so the result may be that buffer: use it before
+    the thread reads again.
+    """
+    raw = None
+    if var.ndim > 2 and buffers is not None:
+        shape = (i1 - i0,) + tuple(var.shape[1:])
+        buf = buffers.get(var.name)
+        if buf is None or buf.shape != shape:
+            buf = buffers[var.name] = np.empty(shape, dtype=var.dtype)
+        if read_into(var, (i0,) + (0,) * (var.ndim - 1), buf):
+            raw = buf
+    if raw is None:
+        raw = var[i0:i1] if var.ndim > 2 else var[:]
     attrs = _attrs(var)
     data = np.asarray(raw)
     missing = None
     for key in ("_FillValue", "missing_value"):
         if key in attrs:
             vals = np.atleast_1d(attrs[key])
-            m = np.isin(data, vals)
-            missing = m if missing is None else (missing | m)
+            if vals.dtype.kind == "f":
+                # A NaN fill (xarray's default for floats) is already NaN and equals nothing:
+                # comparing with it would be a pass over the data that finds nothing.
+                vals = vals[~np.isnan(vals)]
+            if vals.size:
+                m = data == vals[0] if vals.size == 1 else np.isin(data, vals)
+                missing = m if missing is None else (missing | m)
     data = data.astype(out_dtype, copy=False)
     if "scale_factor" in attrs or "add_offset" in attrs:
         data = data * out_dtype.type(attrs.get("scale_factor", 1.0)) + out_dtype.type(
@@ -294,9 +315,14 @@ def _write_stream(nc, out, names, grid, tgt, kernel, outputs, band_list, time_ch
     nsteps = ins[0][0].shape[0] if ins[0][0].ndim > 2 else 1
     starts = list(range(0, nsteps, time_chunk)) if ins[0][0].ndim > 2 else [0]
 
+    # Each thread reads into buffers of its own, reused chunk after chunk: it computes on a
+    # chunk and writes the result before it reads the next one (see _run_chunks).
+    local = threading.local()
+
     def read(i0: int) -> list[np.ndarray]:
         i1 = min(i0 + time_chunk, nsteps)
-        return [_read_block(var, i0, i1, dtype) for var, dtype in ins]
+        buffers = local.__dict__.setdefault("buffers", {})
+        return [_read_block(var, i0, i1, dtype, buffers) for var, dtype in ins]
 
     def write(i0: int, results: list[np.ndarray]) -> None:
         _write_blocks(writers, i0, min(i0 + time_chunk, nsteps), results)
