@@ -212,9 +212,10 @@ def regrid_file(
         try:
             with NETCDF_LOCK:
                 out = netCDF4.Dataset(part, "w", format="NETCDF4")
-            # Flush a quarter of the output at a time (at least 2 MiB): the closing fsync then
-            # waits for at most that much, small outputs included.
-            every = max(2 << 20, _output_bytes(nc, names, tgt, outputs, band_list) // 4)
+            # Flush an eighth of the output at a time (at least 2 MiB): the closing fsync then
+            # waits for at most that much, small outputs included. For 62 MB (240 steps at
+            # 1 degree) the closing wait was 0.031 s with quarters, 0.013 s with eighths.
+            every = max(2 << 20, _output_bytes(nc, names, tgt, outputs, band_list) // 8)
             with WriteBehind(part, every=every) as flusher:
                 try:
                     _write_stream(nc, out, names, grid, tgt, kernel, outputs, band_list,
