@@ -8,11 +8,12 @@ import re
 import string
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Iterable
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any, Iterable
 
 from hpc_workflows.fetch.source import Source, expand_iris_sample_data, filename_for
+
+if TYPE_CHECKING:  # imported where used: 0.6 s that every definitions load would pay
+    import pandas as pd
 
 _TEMPLATE_FIELDS = ("dt", "iris_sample_data")
 _MONTH_RE = re.compile(r"^\s*(\d*)\s*(months?|mon|MS)\s*$", re.IGNORECASE)
@@ -32,6 +33,8 @@ def parse_step(step: str | timedelta) -> timedelta | pd.DateOffset:
     ValueError
         If the step is not understood or not positive.
     """
+    import pandas as pd
+
     if isinstance(step, timedelta):
         if step <= timedelta(0):
             raise ValueError(f"step {step!r} must be positive [field: step]")
