@@ -141,7 +141,9 @@ def _read_block(var: Any, i0: int, i1: int, out_dtype: np.dtype,
         data = data * out_dtype.type(attrs.get("scale_factor", 1.0)) + out_dtype.type(
             attrs.get("add_offset", 0.0))
     if missing is not None and missing.any():
-        data = np.where(missing, out_dtype.type(np.nan), data)
+        # In place: data is this thread's buffer or an array made here, and a copy would
+        # hold a second chunk in memory next to the kept buffer.
+        np.putmask(data, missing, out_dtype.type(np.nan))
     return data
 
 
