@@ -237,3 +237,67 @@ def test_nearest_latlon_fast_path_matches_the_kdtree_at_quarter_degree() -> None
     h_ref = _haversine(tlat.ravel(), tlon.ravel(), slat.ravel()[ref], slon.ravel()[ref])
     np.testing.assert_allclose(h[~same], h_ref[~same], rtol=1e-9, atol=1e-16)
     assert same.mean() > 0.99
+
+
+
+def _laea_km_radar() -> xr.Dataset:
+    ny, nx = 300, 400
+    return xr.Dataset(
+        {"rr": (("y", "x"), np.zeros((ny, nx)), {"grid_mapping": "crs"}),
+         "crs": ((), 0, {"grid_mapping_name": "lambert_azimuthal_equal_area",
+                         "latitude_of_projection_origin": 52.0,
+                         "longitude_of_projection_origin": 10.0,
+                         "false_easting": 0.0, "false_northing": 0.0})},
+        coords={"x": ("x", (np.arange(nx) - nx / 2) * 1.0,
+                      {"standard_name": "projection_x_coordinate", "units": "km"}),
+                "y": ("y", (np.arange(ny) - ny / 2) * 1.0,
+                      {"standard_name": "projection_y_coordinate", "units": "km"})})
+
+
+def _rotated_near_its_pole() -> xr.Dataset:
+    # Rows 0.5 degree apart up to 0.25 degree from the rotated pole, columns 4 degrees apart:
+    # the nearest row on the sphere is often not the row nearest in rotated latitude.
+    rlat, rlon = np.arange(70.25, 90, 0.5), np.arange(-178, 180, 4.0)
+    return xr.Dataset(
+        {"rr": (("rlat", "rlon"), np.zeros((rlat.size, rlon.size)), {"grid_mapping": "rp"}),
+         "rp": ((), 0, {"grid_mapping_name": "rotated_latitude_longitude",
+                        "grid_north_pole_latitude": 60.0, "grid_north_pole_longitude": 10.0})},
+        coords={"rlat": ("rlat", rlat, {"standard_name": "grid_latitude", "units": "degrees"}),
+                "rlon": ("rlon", rlon, {"standard_name": "grid_longitude", "units": "degrees"})})
+
+
+@pytest.mark.parametrize("make,spec,km_grid", [
+    (_laea_km_radar, {"kind": "regional", "lat": [50, 54], "lon": [6.5, 13.5],
+                      "resolution": 0.02}, True),
+    (_rotated_near_its_pole, {"kind": "regional", "lat": [35, 85], "lon": [-40, 60],
+                              "resolution": 0.25}, False),
+])
+def test_nearest_from_projected_grids_is_the_great_circle_nearest(make, spec, km_grid) -> None:
+    # Reference: a k-d tree over all source centres (chord distance orders like
+    # great-circle distance), independent of the projected search under test.
+    from scipy.spatial import cKDTree
+
+    from hpc_workflows.regrid.bilinear import unit_vectors
+    from hpc_workflows.regrid.methods import WEIGHT_BUILDERS
+    from hpc_workflows.regrid.targets import parse_target_grid
+
+    grid = read_source_grid(make(), "rr")
+    assert grid.kind == "projected"
+    target = parse_target_grid(spec)
+    w = WEIGHT_BUILDERS["nearest"](grid, target).matrix
+    lon2, lat2 = np.meshgrid(target.lon, target.lat)
+    tpts = unit_vectors(lat2.ravel(), lon2.ravel())
+    spts = unit_vectors(*grid.centres_2d())
+    dist, ref = cKDTree(spts).query(tpts)
+    counts = np.diff(w.indptr)
+    inside = counts == 1
+    assert counts.max() == 1 and 0.2 < inside.mean() < 0.95
+    chosen = w.indices
+    got = np.linalg.norm(spts[chosen] - tpts[inside], axis=1)
+    # The chosen centre is as near as the tree's (equal up to rounding: ties).
+    np.testing.assert_allclose(got, dist[inside], rtol=1e-9, atol=1e-15)
+    assert (chosen == ref[inside]).mean() > 0.999
+    if km_grid:  # inside the cells: within half a diagonal; outside: beyond half a spacing
+        km = 6371.0
+        assert dist[inside].max() * km < 0.7072 * 1.002
+        assert dist[~inside].min() * km > 0.5 * 0.998
