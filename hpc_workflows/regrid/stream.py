@@ -8,9 +8,11 @@ never imports xarray, dask or scipy, whose imports alone cost 1.5-3 s per proces
 only to build weights that are not cached yet). Memory is a few chunks plus the weights,
 independent of the number of time steps.
 
-Other sources (projected or curvilinear) go through
-:func:`hpc_workflows.regrid.regrid` on a lazily opened dataset and
-:func:`hpc_workflows.write.netcdf.write_netcdf_atomic`, so results are identical either way.
+Projected and curvilinear sources take the same path; only their grid is read with xarray
+(CF grid mappings, auxiliary coordinates), which costs its import. A variable whose grid
+dimensions are not its last two goes through :func:`hpc_workflows.regrid.regrid` on a
+lazily opened dataset and :func:`hpc_workflows.write.netcdf.write_netcdf_atomic` instead;
+results are identical either way.
 
 The output is written like ``write_netcdf_atomic`` does: to ``<dst>.part`` in the same
 folder, flushed and fsynced, then renamed over ``dst``; the data is put on disk while the
@@ -200,9 +202,12 @@ def regrid_file(
         with NETCDF_LOCK:
             names = _select(nc, variables, src)
             grid = _latlon_grid_nc(nc, names, src)
-        if grid is None:
-            return _slow_path(src, dst, tgt, method, variables, min_valid_fraction, weights_dir,
-                              statistics, bands, compression_level)
+        if grid is None:  # projected or curvilinear: xarray reads the grid, we stream
+            found = _grid_with_xarray(src, variables)
+            if found is None:
+                return _slow_path(src, dst, tgt, method, variables, min_valid_fraction,
+                                  weights_dir, statistics, bands, compression_level)
+            grid, names = found
         if method == "aggregate":
             kernel, key, outputs, band_list = _aggregate_kernel(
                 grid, tgt, statistics or ["mean"], bands, min_valid_fraction, src, names[0])
@@ -364,7 +369,8 @@ def _define_outputs(nc, out, names, grid, tgt, outputs, band_list, time_chunk,
     if "bnds" not in out.dimensions:
         out.createDimension("bnds", 2)
     gm = {str(_attrs(nc[n]).get("grid_mapping", "")).split(":")[0] for n in names}
-    bounds_of_spatial = {str(_attrs(nc[d]).get("bounds")) for d in grid.dims}
+    bounds_of_spatial = {str(_attrs(nc[d]).get("bounds")) for d in grid.dims
+                         if d in nc.variables}
     for vname, var in nc.variables.items():
         if (vname in names or vname in gm or vname in bounds_of_spatial
                 or spatial & set(var.dimensions) or vname in ("lat", "lon", "lat_bnds", "lon_bnds")):
@@ -482,6 +488,28 @@ def _write_blocks(writers, i0, i1, results) -> None:
                 o[i0:i1] = part
             else:
                 o[:] = part
+
+
+def _grid_with_xarray(src: Path, variables: list[str] | None
+                      ) -> tuple[SourceGrid, list[str]] | None:
+    """(grid, variables) of a projected or curvilinear source, read with xarray, which
+    knows CF grid mappings and auxiliary coordinates; None when a variable does not end in
+    the grid's (y, x) dimensions (the chunk loop slices the leading ones).
+
+    Only the grid's coordinates are read. xarray's netCDF4 backend has a lock of its own, so
+    the whole read holds ours too.
+    """
+    import xarray as xr
+
+    from hpc_workflows.regrid.api import _spatial_variables
+    from hpc_workflows.regrid.grids import read_source_grid
+
+    with NETCDF_LOCK, xr.open_dataset(src, decode_times=False, mask_and_scale=False) as ds:
+        names = _spatial_variables(ds, variables)
+        grid = read_source_grid(ds, names[0])
+        if any(tuple(map(str, ds[n].dims[-2:])) != tuple(grid.dims) for n in names):
+            return None
+    return grid, names
 
 
 def _slow_path(src, dst, tgt, method, variables, min_valid_fraction, weights_dir, statistics,

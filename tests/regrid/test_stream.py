@@ -53,13 +53,75 @@ def test_stream_unpacks_scaled_integers_and_fill_values(tmp_path: Path) -> None:
         assert np.isnan(o.tas.values[0, 0, 0]) and "scale_factor" not in o.tas.attrs
 
 
-def test_stream_falls_back_for_projected_source(tmp_path: Path, sample_data: Path) -> None:
+def test_stream_projected_source(tmp_path: Path, sample_data: Path) -> None:
     dst = regrid_file(sample_data / "rotated_pole.nc", tmp_path / "rp.nc",
                       {"kind": "regional", "lat": [40, 60], "lon": [-10, 20], "resolution": 2},
                       "bilinear")
     with xr.open_dataset(dst) as o:
         assert o.air_pressure_at_sea_level.shape == (10, 15)
         assert o.air_pressure_at_sea_level.notnull().all()
+
+
+@pytest.mark.parametrize("fname,var,method,spec", [
+    ("rotated_pole.nc", "air_pressure_at_sea_level", "nearest",
+     {"kind": "regional", "lat": [40, 60], "lon": [-10, 20], "resolution": 1}),
+    ("toa_brightness_stereographic.nc", "data", "bilinear",
+     {"kind": "regional", "lat": [30, 60], "lon": [-50, 10], "resolution": 2}),
+    ("orca2_votemper.nc", "votemper", "bilinear", "global_5deg"),  # 4-D, curvilinear
+    ("orca2_votemper.nc", "votemper", "aggregate", "global_5deg"),
+])
+def test_stream_projected_and_curvilinear_match_in_memory(tmp_path: Path, sample_data: Path,
+                                                          fname, var, method, spec) -> None:
+    kwargs = {"statistics": ["mean", "max"]} if method == "aggregate" else {}
+    dst = regrid_file(sample_data / fname, tmp_path / "o.nc", spec, method, time_chunk=2,
+                      **kwargs)
+    with xr.open_dataset(sample_data / fname) as s, xr.open_dataset(dst) as o:
+        ref = regrid(s, spec, method, **kwargs)
+        for name in ref.data_vars:
+            if name.endswith("_bnds"):
+                continue
+            np.testing.assert_array_equal(o[name].values, ref[name].values)
+            assert o[name].dims == ref[name].dims
+        assert np.isfinite(o[var].values).any()
+        assert o.attrs["hpc_workflows_regrid_source_grid"] == \
+            ref.attrs["hpc_workflows_regrid_source_grid"]
+
+
+def test_stream_projected_many_steps_streams_chunk_by_chunk(tmp_path: Path) -> None:
+    # A 1 km Lambert grid with a fill value, 10 steps read 3 at a time. The whole-file
+    # fallback (regrid() on xarray + dask, written by write_netcdf_atomic) loaded contiguous
+    # variables as one chunk: memory grew with the number of steps (3.4 GB for 288 steps of
+    # 1000 x 1200). Only that fallback imports the xarray writer.
+    ny, nx, nt = 60, 80, 10
+    rng = np.random.default_rng(3)
+    rr = rng.gamma(0.5, 2.0, size=(nt, ny, nx)).astype(np.float32)
+    rr[:, :15, :] = -1.0
+    ds = xr.Dataset(
+        {"rr": (("time", "y", "x"), rr, {"grid_mapping": "crs", "units": "mm h-1"}),
+         "crs": ((), 0, {"grid_mapping_name": "lambert_azimuthal_equal_area",
+                         "latitude_of_projection_origin": 52.0,
+                         "longitude_of_projection_origin": 10.0,
+                         "false_easting": 0.0, "false_northing": 0.0})},
+        coords={"time": ("time", np.arange(nt) * 5.0, {"units": "minutes since 2020-01-01"}),
+                "x": ("x", (np.arange(nx) - nx / 2) * 1000.0,
+                      {"standard_name": "projection_x_coordinate", "units": "m"}),
+                "y": ("y", (np.arange(ny) - ny / 2) * 1000.0,
+                      {"standard_name": "projection_y_coordinate", "units": "m"})})
+    src = tmp_path / "radar.nc"
+    ds.to_netcdf(src, encoding={"rr": {"_FillValue": np.float32(-1.0)}})
+    spec = {"kind": "regional", "lat": [51.75, 52.25], "lon": [9.6, 10.4], "resolution": 0.05}
+    code = ("import sys; from hpc_workflows.regrid.stream import regrid_file; "
+            f"regrid_file({str(src)!r}, {str(tmp_path / 'o.nc')!r}, {spec!r}, 'aggregate', "
+            "statistics=['mean', 'max', 'fraction'], bands=[(0, 1), (1, 100)], time_chunk=3); "
+            "print('hpc_workflows.write.netcdf' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    assert out.stdout.strip() == "False"
+    with xr.open_dataset(src) as s, xr.open_dataset(tmp_path / "o.nc") as o:
+        ref = regrid(s, spec, "aggregate", statistics=["mean", "max", "fraction"],
+                     bands=[(0, 1), (1, 100)])
+        for name in ("rr", "rr_max", "rr_fraction"):
+            np.testing.assert_array_equal(o[name].values, ref[name].values)
+        assert np.isnan(o.rr.values).any() and np.isfinite(o.rr.values).mean() > 0.5
 
 
 def test_stream_bad_input(tmp_path: Path) -> None:
