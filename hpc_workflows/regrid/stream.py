@@ -54,14 +54,12 @@ def _shim(var: Any) -> SimpleNamespace:
 
 
 def _latlon_grid_nc(nc: Any, names: list[str], src: Path) -> SourceGrid | None:
-    """The 1-D lat/lon grid shared by ``names``, or None when it is not a plain lat/lon grid."""
+    """The 1-D lat/lon grid shared by ``names`` as their last two dimensions, or None when it
+    is not a plain lat/lon grid or some variable stores it elsewhere (regrid() then decides,
+    with a clear error for variables on different grids)."""
     dims = tuple(nc[names[0]].dimensions[-2:])
-    if len(dims) != 2:
+    if len(dims) != 2 or any(tuple(nc[n].dimensions[-2:]) != dims for n in names):
         return None
-    for n in names:
-        if tuple(nc[n].dimensions[-2:]) != dims:
-            raise RegridError(f"file {str(src)!r}, variable {n!r}: horizontal dims "
-                              f"{nc[n].dimensions[-2:]} differ from {dims} of {names[0]!r}")
     ydim, xdim = dims
     if ydim not in nc.variables or xdim not in nc.variables:
         return None
@@ -206,7 +204,8 @@ def regrid_file(
             found = _grid_with_xarray(src, variables)
             if found is None:
                 return _slow_path(src, dst, tgt, method, variables, min_valid_fraction,
-                                  weights_dir, statistics, bands, compression_level)
+                                  weights_dir, statistics, bands, compression_level,
+                                  time_chunk)
             grid, names = found
         if method == "aggregate":
             kernel, key, outputs, band_list = _aggregate_kernel(
@@ -513,13 +512,17 @@ def _grid_with_xarray(src: Path, variables: list[str] | None
 
 
 def _slow_path(src, dst, tgt, method, variables, min_valid_fraction, weights_dir, statistics,
-               bands, compression_level) -> Path:
+               bands, compression_level, time_chunk) -> Path:
     import xarray as xr
 
-    from hpc_workflows.regrid.api import regrid
+    from hpc_workflows.regrid.api import _spatial_variables, regrid
     from hpc_workflows.write.netcdf import write_netcdf_atomic
 
     with xr.open_dataset(src, chunks={}) as ds:
+        # chunks={} follows the file's chunking, and an unchunked (contiguous) variable would
+        # be one chunk of every step: cut the non-grid dimensions into time_chunk pieces.
+        grid_dims = ds[_spatial_variables(ds, variables)[0]].dims[-2:]
+        ds = ds.chunk({d: time_chunk for d in ds.dims if d not in grid_dims})
         out = regrid(ds, tgt, method, variables=variables, min_valid_fraction=min_valid_fraction,
                      weights_dir=weights_dir, statistics=statistics, bands=bands)
         return write_netcdf_atomic(out, Path(dst), compression_level=compression_level)

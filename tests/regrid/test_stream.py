@@ -87,6 +87,39 @@ def test_stream_projected_and_curvilinear_match_in_memory(tmp_path: Path, sample
             ref.attrs["hpc_workflows_regrid_source_grid"]
 
 
+def test_stream_variables_with_grid_dims_elsewhere_match_in_memory(tmp_path: Path) -> None:
+    # The chunk loop needs the grid dims last; a variable stored (y, x, time) next to one
+    # stored (time, y, x) takes the whole-dataset path, chunked over time.
+    ny, nx, nt = 20, 30, 7
+    rng = np.random.default_rng(8)
+    data = rng.normal(size=(nt, ny, nx))
+    ds = xr.Dataset(
+        {"a": (("time", "y", "x"), data, {"grid_mapping": "crs"}),
+         "b": (("y", "x", "time"), np.moveaxis(data, 0, -1) * 2, {"grid_mapping": "crs"}),
+         "crs": ((), 0, {"grid_mapping_name": "polar_stereographic",
+                         "straight_vertical_longitude_from_pole": 0.0,
+                         "latitude_of_projection_origin": 90.0,
+                         "standard_parallel": 60.0, "false_easting": 0.0,
+                         "false_northing": 0.0})},
+        coords={"x": ("x", np.arange(nx) * 20e3, {"standard_name": "projection_x_coordinate",
+                                                  "units": "m"}),
+                "y": ("y", -3.0e6 + np.arange(ny) * 20e3,
+                      {"standard_name": "projection_y_coordinate", "units": "m"})})
+    src = tmp_path / "mixed.nc"
+    ds.to_netcdf(src)
+    spec = {"kind": "regional", "lat": [60, 64], "lon": [0, 10], "resolution": 0.5}
+    dst = regrid_file(src, tmp_path / "o.nc", spec, "bilinear", variables=["a", "b"],
+                      time_chunk=3)
+    with xr.open_dataset(src) as s, xr.open_dataset(dst) as o:
+        ref = regrid(s, spec, "bilinear", variables=["a", "b"])
+        for name in ("a", "b"):
+            np.testing.assert_allclose(o[name].transpose(*ref[name].dims).values,
+                                       ref[name].values, rtol=1e-12)
+        assert np.isfinite(o.a.values).mean() > 0.3
+        np.testing.assert_allclose(o.b.transpose(*o.a.dims).values, 2 * o.a.values,
+                                   rtol=1e-12)
+
+
 def test_stream_projected_many_steps_streams_chunk_by_chunk(tmp_path: Path) -> None:
     # A 1 km Lambert grid with a fill value, 10 steps read 3 at a time. The whole-file
     # fallback (regrid() on xarray + dask, written by write_netcdf_atomic) loaded contiguous
