@@ -28,7 +28,9 @@ Candidates (target: global 1 degree, centres -89.5..89.5 / 0.5..359.5, conservat
 
 Also timed: weight build and load, and ``aggregate`` (mean, max, 4-band fractions, via
 ``regrid_file``) of a 1000 x 1200 x 288-step field to a 10x coarser grid vs
-``xarray.Dataset.coarsen`` (mean+max only; it cannot do band fractions or non-nested grids).
+``xarray.Dataset.coarsen`` (mean+max only; it cannot do band fractions or non-nested grids),
+and the same field on a 1 km Lambert azimuthal equal-area grid (a radar composite) to a
+0.1 degree lat/lon grid (no peer: coarsen cannot change projection).
 """
 
 from __future__ import annotations
@@ -148,6 +150,16 @@ regrid_file(src, dst, spec, "aggregate", statistics=["mean", "max", "fraction"],
             time_chunk=8)
 """
 
+AGG_OURS_PROJECTED = r"""
+import sys
+from hpc_workflows.regrid.stream import regrid_file
+src, dst = sys.argv[1:3]
+spec = {"kind": "regional", "lat": [48, 56], "lon": [3, 17], "resolution": 0.1}
+bands = [(0, 0.5), (0.5, 2), (2, 10), (10, float("inf"))]
+regrid_file(src, dst, spec, "aggregate", statistics=["mean", "max", "fraction"], bands=bands,
+            time_chunk=8)
+"""
+
 AGG_COARSEN = r"""
 import sys
 import xarray as xr
@@ -222,26 +234,43 @@ def make_global_input(path: Path, nsteps: int) -> None:
             v[i:i + n] = base + noise[:n] + np.float32(i % 24)
 
 
-def make_radar_input(path: Path, nsteps: int = 288, ny: int = 1000, nx: int = 1200) -> None:
-    """1000 x 1200 0.01 degree rain rates (mm/h, 20% missing), 288 five-minute steps."""
+def make_radar_input(path: Path, nsteps: int = 288, ny: int = 1000, nx: int = 1200,
+                     projected: bool = False) -> None:
+    """1000 x 1200 rain rates (mm/h, 20% missing), 288 five-minute steps: on a 0.01 degree
+    lat/lon grid, or (``projected``) on a 1 km Lambert azimuthal equal-area grid centred on
+    52N 10E, as national radar composites are."""
     import netCDF4
 
     rng = np.random.default_rng(1)
+    ydim, xdim = ("y", "x") if projected else ("lat", "lon")
     with netCDF4.Dataset(path, "w") as nc:
         nc.createDimension("time", nsteps)
-        nc.createDimension("lat", ny)
-        nc.createDimension("lon", nx)
+        nc.createDimension(ydim, ny)
+        nc.createDimension(xdim, nx)
         t = nc.createVariable("time", "f8", ("time",))
         t.units, t.standard_name = "minutes since 2020-01-01", "time"
         t[:] = 5.0 * np.arange(nsteps)
-        v = nc.createVariable("lat", "f8", ("lat",))
-        v.units, v.standard_name = "degrees_north", "latitude"
-        v[:] = 50 + 0.01 * (np.arange(ny) + 0.5)
-        v = nc.createVariable("lon", "f8", ("lon",))
-        v.units, v.standard_name = "degrees_east", "longitude"
-        v[:] = 0.01 * (np.arange(nx) + 0.5)
-        v = nc.createVariable("rr", "f4", ("time", "lat", "lon"), fill_value=np.float32(-1))
+        if projected:
+            for name, n in ((ydim, ny), (xdim, nx)):
+                v = nc.createVariable(name, "f8", (name,))
+                v.units, v.standard_name = "m", f"projection_{name}_coordinate"
+                v[:] = (np.arange(n) - n / 2 + 0.5) * 1000.0
+            crs = nc.createVariable("crs", "i4")
+            crs.setncatts({"grid_mapping_name": "lambert_azimuthal_equal_area",
+                           "latitude_of_projection_origin": 52.0,
+                           "longitude_of_projection_origin": 10.0,
+                           "false_easting": 0.0, "false_northing": 0.0})
+        else:
+            v = nc.createVariable("lat", "f8", ("lat",))
+            v.units, v.standard_name = "degrees_north", "latitude"
+            v[:] = 50 + 0.01 * (np.arange(ny) + 0.5)
+            v = nc.createVariable("lon", "f8", ("lon",))
+            v.units, v.standard_name = "degrees_east", "longitude"
+            v[:] = 0.01 * (np.arange(nx) + 0.5)
+        v = nc.createVariable("rr", "f4", ("time", ydim, xdim), fill_value=np.float32(-1))
         v.units = "mm h-1"
+        if projected:
+            v.grid_mapping = "crs"
         block = rng.gamma(0.5, 3.0, size=(24, ny, nx)).astype(np.float32)
         block[rng.random(block.shape) < 0.2] = -1.0
         for i in range(0, nsteps, 24):
@@ -348,15 +377,21 @@ def bench_aggregate(work: Path) -> None:
     make_radar_input(src)
     print(f"\nAggregate 1000x1200 x 288 steps -> 100x120 (input "
           f"{src.stat().st_size / 2**20:.0f} MiB, generated in {time.perf_counter() - t0:.1f} s)")
-    tiny = work / "radar_tiny.nc"
+    laea = work / "radar_laea.nc"
+    make_radar_input(laea, projected=True)
+    tiny, tiny_laea = work / "radar_tiny.nc", work / "radar_tiny_laea.nc"
     make_radar_input(tiny, nsteps=24)
-    for code in (AGG_OURS, AGG_COARSEN):  # bytecode caches (see CANDIDATE_ENV)
-        run([PY, "-c", code, str(tiny), str(work / "warm.nc")])
+    make_radar_input(tiny_laea, nsteps=24, projected=True)
+    for code, path in ((AGG_OURS, tiny), (AGG_COARSEN, tiny), (AGG_OURS_PROJECTED, tiny_laea)):
+        run([PY, "-c", code, str(path), str(work / "warm.nc")])  # bytecode caches
     tiny.unlink()
+    tiny_laea.unlink()
     results = {
         "io_floor": run([PY, "-c", IO_FLOOR, str(src), str(work / "f.nc"), "100", "120"]),
         "ours (mean,max,4 fractions)": run([PY, "-c", AGG_OURS, str(src), str(work / "a.nc")]),
         "xarray coarsen (mean,max)": run([PY, "-c", AGG_COARSEN, str(src), str(work / "c.nc")]),
+        "ours, 1 km LAEA -> 0.1 deg": run([PY, "-c", AGG_OURS_PROJECTED, str(laea),
+                                           str(work / "p.nc")]),
     }
     floor = results["io_floor"][0]
     print(f"  {'candidate':<28} {'seconds':>8} {'x floor':>9} {'peakRSS MiB':>11}")
@@ -368,7 +403,7 @@ def bench_aggregate(work: Path) -> None:
         dm = float(np.nanmax(np.abs(a.rr.values - c.rr_mean.values)))
         print(f"  check: max |ours mean - coarsen mean| = {dm:.2e} (coarsen's skipna mean; "
               "ours masks cells with <50% valid)" if np.isfinite(dm) else "")
-    for f in ("f.nc", "a.nc", "c.nc", "radar.nc"):
+    for f in ("f.nc", "a.nc", "c.nc", "p.nc", "radar.nc", "radar_laea.nc"):
         (work / f).unlink(missing_ok=True)
 
 
