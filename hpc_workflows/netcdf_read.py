@@ -99,13 +99,20 @@ def read_into(var: Any, start: tuple[int, ...], out: np.ndarray) -> bool:
     if any(s < 0 or s + n > dim for s, n, dim in zip(start, out.shape, shape)):
         return False
     lib = _netcdf_library()
-    root = var.group()
-    while root.parent is not None:
-        root = root.parent
-    # A closed file's id may already belong to a file opened since: never use it.
-    if lib is None or not root.isopen():
+    if lib is None:
         return False
-    ncid, varid = int(var.group()._grpid), int(var._varid)
+    try:  # netCDF4-python's own ids: private attributes, so a release may rename them
+        group = var.group()
+        ncid, varid = int(group._grpid), int(var._varid)
+        root = group
+        while root.parent is not None:
+            root = root.parent
+        is_open = bool(root.isopen())
+    except (AttributeError, TypeError, ValueError):
+        return False
+    # A closed file's id may already belong to a file opened since: never use it.
+    if not is_open:
+        return False
     # The ids must name this very variable in the library found: same rank, same name.
     ndims, name = ctypes.c_int(-1), ctypes.create_string_buffer(_NAME_BYTES)
     if (lib.nc_inq_varndims(ncid, varid, ctypes.byref(ndims)) != 0 or ndims.value != var.ndim

@@ -100,3 +100,15 @@ def test_files_written_by_xarray_are_read_directly(tmp_path: Path) -> None:
         buf = np.empty((4, 5, 8), np.float32)
         assert read_into(var, (2, 0, 0), buf)
         np.testing.assert_array_equal(buf, data[2:6])
+
+
+def test_objects_without_netcdf4_ids_are_refused(tmp_path: Path) -> None:
+    # Something shaped like a netCDF4.Variable but without netCDF4-python's private ids (as
+    # after a future rename): refuse, so callers use var[...].
+    class Lookalike:
+        dtype, ndim, shape, name = np.dtype(np.float32), 3, (5, 3, 4), "f4"
+
+        def group(self):
+            return object()
+
+    assert not read_into(Lookalike(), (0, 0, 0), np.zeros((2, 3, 4), np.float32))
