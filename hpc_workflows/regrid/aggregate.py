@@ -118,12 +118,15 @@ def _aggregate_batch(flat: np.ndarray, plan: AggregationPlan, statistics: list[s
         xs = xs.astype(np.float64)
     m = xs.shape[0]
     valid = ~np.isnan(xs)
-    count = np.add.reduceat(valid, plan.starts, axis=1).astype(np.float64)
+    count = _count(valid, plan.starts)
     enough = (count >= np.maximum(min_valid_fraction * plan.n_cells, 1e-12)) & (count > 0)
     outs = []
     total = None
     if any(s in ("mean", "sum") for s in statistics):
-        filled = np.where(valid, xs, 0.0)  # float64: sums of many float32 values stay exact
+        # float64, so sums of many float32 values stay exact. A Python 0.0 would not do it:
+        # under NumPy 2's promotion rules it keeps float32 (a mean of 1e7 and 99 x 0.3 came
+        # out 100000.27, not 100000.3).
+        filled = np.where(valid, xs, np.float64(0.0))
         total = np.add.reduceat(filled, plan.starts, axis=1)
         del filled
     for stat in statistics:
@@ -142,13 +145,20 @@ def _aggregate_batch(flat: np.ndarray, plan: AggregationPlan, statistics: list[s
             for lo, hi in bands or []:
                 # Comparisons with NaN are False, so missing cells never count as in a band.
                 inband = (xs >= lo) & (xs < hi)
-                n_in = np.add.reduceat(inband, plan.starts, axis=1)
+                n_in = _count(inband, plan.starts)
                 with np.errstate(invalid="ignore", divide="ignore"):
                     outs.append(np.where(enough, n_in / count, np.nan))
     result = np.full((m, len(outs), plan.n_target), np.nan)
     for k, arr in enumerate(outs):
         result[:, k, plan.targets] = arr
     return result
+
+
+def _count(mask: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """True values of ``mask`` (m, n) per segment, float64. Through float32, which holds
+    counts exactly up to 2**24 per target cell: ``reduceat`` of bool widens element by element
+    (1.25 against 1.5 ms per 1.2 M cells here)."""
+    return np.add.reduceat(mask.astype(np.float32), starts, axis=1).astype(np.float64)
 
 
 def _check(statistics: list[str], bands: list[tuple[float, float]] | None) -> list[tuple[float, float]]:

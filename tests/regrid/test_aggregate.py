@@ -51,6 +51,21 @@ def test_statistics_match_numpy_block_reduction() -> None:
     np.testing.assert_allclose(out.rr_fraction.band_lower.values, [b[0] for b in BANDS])
 
 
+def test_float32_sums_are_accumulated_in_float64() -> None:
+    # One 10x10 block per target cell: one large value among small ones. Summed in float32
+    # the small ones are partly lost (mean 100000.27 instead of 100000.3).
+    lat, lon = centres(20, 21, 0.1), centres(0, 1, 0.1)
+    data = np.full((1, 10, 10), 0.3, dtype=np.float32)
+    data[0, 5, 5] = 1e7
+    ds = latlon_dataset(lat, lon, data=data, name="rr")
+    out = regrid(ds, {"kind": "regional", "lat": [20, 21], "lon": [0, 1], "resolution": 1},
+                 "aggregate", statistics=["mean", "sum"])
+    exact = data.astype(np.float64).sum()
+    assert out.rr.dtype == np.float32
+    assert float(out.rr.values[0, 0, 0]) == float(np.float32(exact / 100))
+    assert float(out.rr_sum.values[0, 0, 0]) == float(np.float32(exact))
+
+
 def test_aggregate_any_grid_matches_brute_force(sample_data) -> None:
     ds = xr.open_dataset(sample_data / "toa_brightness_stereographic.nc")
     spec = {"kind": "regional", "lat": [20, 80], "lon": [-80, 40], "resolution": 5.0}
