@@ -136,6 +136,7 @@ def _read_block(var: Any, i0: int, i1: int, out_dtype: np.dtype,
             if vals.size:
                 m = data == vals[0] if vals.size == 1 else np.isin(data, vals)
                 missing = m if missing is None else (missing | m)
+    data = _apply_unsigned(data, attrs.get("_Unsigned"))
     data = data.astype(out_dtype, copy=False)
     if "scale_factor" in attrs or "add_offset" in attrs:
         data = data * out_dtype.type(attrs.get("scale_factor", 1.0)) + out_dtype.type(
@@ -144,6 +145,21 @@ def _read_block(var: Any, i0: int, i1: int, out_dtype: np.dtype,
         # In place: data is this thread's buffer or an array made here, and a copy would
         # hold a second chunk in memory next to the kept buffer.
         np.putmask(data, missing, out_dtype.type(np.nan))
+    return data
+
+
+def _apply_unsigned(data: np.ndarray, flag: Any) -> np.ndarray:
+    """Reinterpret integers as the NUG ``_Unsigned`` attribute says (as xarray does):
+    ``"true"`` on a signed type (netCDF-3 has no unsigned bytes, so radar reflectivity in
+    0..255 is stored as signed bytes), ``"false"`` on an unsigned one. Fill values were
+    compared before, on the stored bits, so they stay matched."""
+    if flag is None or data.dtype.kind not in "iu":
+        return data
+    text = str(flag).strip().lower()
+    if text == "true" and data.dtype.kind == "i":
+        return data.view(data.dtype.str.replace("i", "u"))
+    if text == "false" and data.dtype.kind == "u":
+        return data.view(data.dtype.str.replace("u", "i"))
     return data
 
 

@@ -53,6 +53,34 @@ def test_stream_unpacks_scaled_integers_and_fill_values(tmp_path: Path) -> None:
         assert np.isnan(o.tas.values[0, 0, 0]) and "scale_factor" not in o.tas.attrs
 
 
+@pytest.mark.parametrize("fmt", ["NETCDF3_CLASSIC", "NETCDF4"])
+def test_stream_reads_unsigned_bytes_like_xarray(tmp_path: Path, fmt: str) -> None:
+    # netCDF-3 has no unsigned bytes: 0..255 data (radar reflectivity) is stored as signed
+    # bytes with _Unsigned = "true". Read as signed, 200 became -56.
+    import netCDF4
+
+    src = tmp_path / "u.nc"
+    raw = np.random.default_rng(9).integers(0, 256, size=(3, 18, 36)).astype(np.uint8)
+    raw[1, :4, :] = 255  # the fill value, as stored (-1 signed)
+    with netCDF4.Dataset(src, "w", format=fmt) as nc:
+        for name, size in (("time", 3), ("lat", 18), ("lon", 36)):
+            nc.createDimension(name, size)
+        nc.createVariable("lat", "f8", ("lat",))[:] = centres(-90, 90, 10.0)
+        nc["lat"].units = "degrees_north"
+        nc.createVariable("lon", "f8", ("lon",))[:] = centres(0, 360, 10.0)
+        nc["lon"].units = "degrees_east"
+        v = nc.createVariable("refl", "i1", ("time", "lat", "lon"), fill_value=np.int8(-1))
+        v.setncatts({"_Unsigned": "true", "scale_factor": 0.5, "add_offset": -32.0})
+        v.set_auto_maskandscale(False)
+        v[:] = raw.view(np.int8)
+    dst = regrid_file(src, tmp_path / "o.nc", "global_20deg", "conservative")
+    with xr.open_dataset(src) as s, xr.open_dataset(dst) as o:
+        assert float(s.refl.max()) > 60  # xarray decodes 0..254 -> -32..95
+        ref = regrid(s, "global_20deg")
+        np.testing.assert_allclose(o.refl.values, ref.refl.values, rtol=1e-12)
+        assert np.isnan(o.refl.values[1, 0]).all() and np.isfinite(o.refl.values[0]).all()
+
+
 def test_stream_projected_source(tmp_path: Path, sample_data: Path) -> None:
     dst = regrid_file(sample_data / "rotated_pole.nc", tmp_path / "rp.nc",
                       {"kind": "regional", "lat": [40, 60], "lon": [-10, 20], "resolution": 2},
