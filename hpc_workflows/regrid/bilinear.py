@@ -27,7 +27,7 @@ from hpc_workflows.regrid.grids import SourceGrid, geographic_transformer, lon_b
 from hpc_workflows.regrid.targets import TargetGrid
 from hpc_workflows.regrid.weights import Weights
 
-__all__ = ["bilinear_weights", "linear_1d"]
+__all__ = ["bilinear_weights", "linear_1d", "native_points", "unit_vectors"]
 
 
 def linear_1d(src: np.ndarray, tgt: np.ndarray, period: float | None = None,
@@ -133,15 +133,28 @@ def _target_points(target: TargetGrid) -> tuple[np.ndarray, np.ndarray]:
     return lat2.ravel(), lon2.ravel()
 
 
+def native_points(source: SourceGrid, lat: np.ndarray, lon: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Geographic points in a ``projected`` source's own x/y.
+
+    Returns
+    -------
+    sx, x, y
+        The source's x axis and the points' x and y (float64). For a rotated pole, whose
+        native x is a longitude, ``sx`` and ``x`` are unwrapped onto one continuous axis.
+        Points the projection cannot reach are not finite.
+    """
+    to_native = geographic_transformer(source.crs, inverse=True)
+    x, y = (np.asarray(a, dtype=np.float64) for a in to_native.transform(lon, lat))
+    sx = np.asarray(source.x, dtype=np.float64)
+    if source.crs.is_geographic:
+        sx, x = _unwrap_lon(sx, x)
+    return sx, x, y
+
+
 def _projected(source: SourceGrid, target: TargetGrid) -> Weights:
     lat, lon = _target_points(target)
-    to_native = geographic_transformer(source.crs, inverse=True)
-    x, y = to_native.transform(lon, lat)
-    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    if source.crs.is_geographic:  # rotated pole: native x is a longitude, unwrap like one
-        sx, x = _unwrap_lon(source.x, x)
-    else:
-        sx = source.x
+    sx, x, y = native_points(source, lat, lon)
     ok = np.isfinite(x) & np.isfinite(y)
     x, y = np.where(ok, x, np.inf), np.where(ok, y, np.inf)
     ix0, ix1, wx0, wx1 = linear_1d(sx, x)
