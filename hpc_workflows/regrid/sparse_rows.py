@@ -77,7 +77,9 @@ class _Runs(NamedTuple):
     rest_idx: np.ndarray  # (len(rest), k') ELL columns of those rows
     rest_w: np.ndarray  # (len(rest), k') ELL weights
     columns: np.ndarray  # (k, nrows) windows.T, contiguous: one weight per row, per column
-    uniform: list[np.ndarray | None]  # per run: its rows' common window, or None
+    # Per run whose rows all share one window: that window zero-padded and cut into rows of
+    # ``stride`` weights, one per block a row reads (see right_apply); else None.
+    uniform: list[np.ndarray | None]
 
 
 class SparseRows:
@@ -271,23 +273,20 @@ class SparseRows:
 
     @staticmethod
     def _uniform_run(x: np.ndarray, dst: np.ndarray, s0: int, step: int,
-                     window: np.ndarray) -> bool:
+                     padded: np.ndarray) -> bool:
         """``dst[..., j] = sum_t window[t] * x[..., s0 + step*j + t]`` without per-row weights.
 
         Row ``j`` reads blocks ``j .. j+q`` of ``step`` consecutive columns, so ``x`` is viewed
-        (zero-copy) as blocks and each block offset ``q`` is one BLAS matrix-vector product
-        over contiguous memory (or, for the few weights a block overhangs into the next one,
-        a scaled strided add).
+        (zero-copy) as blocks; block offset 0 is one BLAS matrix-vector product over
+        contiguous memory, and the few weights that overhang into later blocks are scaled
+        strided adds. ``padded`` is the window cut into (q+1, step) rows (see _runs).
         Returns False (nothing written) when the view is not possible.
         """
-        n, width = dst.shape[-1], window.size
-        nblocks = n + -(-width // step) - 1
+        n = dst.shape[-1]
+        nblocks = n + padded.shape[0] - 1
         if x.strides[-1] != x.itemsize or s0 + step * nblocks > x.shape[-1]:
             return False
         blocks = x[..., s0:s0 + step * nblocks].reshape(x.shape[:-1] + (nblocks, step))
-        padded = np.zeros(step * (nblocks - n + 1), dtype=x.dtype)
-        padded[:width] = window
-        padded = padded.reshape(-1, step)
         np.matmul(blocks[..., :n, :], padded[0], out=dst)
         for q in range(1, padded.shape[0]):
             for r in np.flatnonzero(padded[q]):
@@ -403,7 +402,12 @@ class SparseRows:
             # rounding far below float32 noise): right_apply then needs no per-row weights.
             same = step > 0 and bool(np.all(np.abs(win - win[0]) <= _UNIFORM_RTOL * np.abs(
                 win[0]).max()))
-            uniform.append(win[0].copy() if same else None)
+            if not same:
+                uniform.append(None)
+                continue
+            padded = np.zeros(step * -(-width // step), dtype=dtype)
+            padded[:width] = win[0]
+            uniform.append(padded.reshape(-1, step))
         return _Runs(width, windows, runs, rest, idx[rest], w[rest],
                      np.ascontiguousarray(windows.T), uniform)
 
