@@ -53,3 +53,26 @@ def smooth_field(lat: np.ndarray, lon: np.ndarray, ntime: int = 2, seed: int = 0
     lo = np.radians(lon)[None, :]
     base = 280 + 20 * np.cos(la) * np.cos(2 * lo) + 5 * np.sin(3 * la)
     return np.stack([base + noise * rng.normal(size=base.shape) for _ in range(ntime)])
+
+
+def km_radar_dataset(data: np.ndarray, units: str = "m") -> xr.Dataset:
+    """``rr`` on a 1 km Lambert azimuthal equal-area grid centred on 52N 10E, like a national
+    radar composite: dims (time, y, x) for 3-D ``data``, (y, x) for 2-D; projection
+    coordinates in ``units`` ("m" or "km")."""
+    ny, nx = data.shape[-2:]
+    per_km = 1000.0 if units == "m" else 1.0
+    dims = ("time", "y", "x") if data.ndim == 3 else ("y", "x")
+    coords = {"x": ("x", (np.arange(nx) - nx / 2) * per_km,
+                    {"standard_name": "projection_x_coordinate", "units": units}),
+              "y": ("y", (np.arange(ny) - ny / 2) * per_km,
+                    {"standard_name": "projection_y_coordinate", "units": units})}
+    if data.ndim == 3:
+        coords["time"] = ("time", np.arange(data.shape[0]) * 5.0,
+                          {"units": "minutes since 2020-01-01"})
+    return xr.Dataset(
+        {"rr": (dims, data, {"grid_mapping": "crs", "units": "mm h-1"}),
+         "crs": ((), 0, {"grid_mapping_name": "lambert_azimuthal_equal_area",
+                         "latitude_of_projection_origin": 52.0,
+                         "longitude_of_projection_origin": 10.0,
+                         "false_easting": 0.0, "false_northing": 0.0})},
+        coords=coords)

@@ -9,7 +9,7 @@ import xarray as xr
 
 from hpc_workflows.regrid import parse_target_grid, read_source_grid, regrid
 
-from .datasets import centres, latlon_dataset
+from .datasets import centres, km_radar_dataset, latlon_dataset
 
 
 def _target_points(spec):
@@ -241,17 +241,7 @@ def test_nearest_latlon_fast_path_matches_the_kdtree_at_quarter_degree() -> None
 
 
 def _laea_km_radar() -> xr.Dataset:
-    ny, nx = 300, 400
-    return xr.Dataset(
-        {"rr": (("y", "x"), np.zeros((ny, nx)), {"grid_mapping": "crs"}),
-         "crs": ((), 0, {"grid_mapping_name": "lambert_azimuthal_equal_area",
-                         "latitude_of_projection_origin": 52.0,
-                         "longitude_of_projection_origin": 10.0,
-                         "false_easting": 0.0, "false_northing": 0.0})},
-        coords={"x": ("x", (np.arange(nx) - nx / 2) * 1.0,
-                      {"standard_name": "projection_x_coordinate", "units": "km"}),
-                "y": ("y", (np.arange(ny) - ny / 2) * 1.0,
-                      {"standard_name": "projection_y_coordinate", "units": "km"})})
+    return km_radar_dataset(np.zeros((300, 400)), units="km")  # km: the unit conversion too
 
 
 def _rotated_near_its_pole() -> xr.Dataset:

@@ -12,7 +12,7 @@ import xarray as xr
 
 from hpc_workflows.regrid import regrid, regrid_file
 
-from .datasets import centres, latlon_dataset, smooth_field, with_bounds
+from .datasets import centres, km_radar_dataset, latlon_dataset, smooth_field, with_bounds
 
 
 @pytest.mark.parametrize("method", ["conservative", "bilinear", "nearest"])
@@ -157,17 +157,7 @@ def test_stream_projected_many_steps_streams_chunk_by_chunk(tmp_path: Path) -> N
     rng = np.random.default_rng(3)
     rr = rng.gamma(0.5, 2.0, size=(nt, ny, nx)).astype(np.float32)
     rr[:, :15, :] = -1.0
-    ds = xr.Dataset(
-        {"rr": (("time", "y", "x"), rr, {"grid_mapping": "crs", "units": "mm h-1"}),
-         "crs": ((), 0, {"grid_mapping_name": "lambert_azimuthal_equal_area",
-                         "latitude_of_projection_origin": 52.0,
-                         "longitude_of_projection_origin": 10.0,
-                         "false_easting": 0.0, "false_northing": 0.0})},
-        coords={"time": ("time", np.arange(nt) * 5.0, {"units": "minutes since 2020-01-01"}),
-                "x": ("x", (np.arange(nx) - nx / 2) * 1000.0,
-                      {"standard_name": "projection_x_coordinate", "units": "m"}),
-                "y": ("y", (np.arange(ny) - ny / 2) * 1000.0,
-                      {"standard_name": "projection_y_coordinate", "units": "m"})})
+    ds = km_radar_dataset(rr)
     src = tmp_path / "radar.nc"
     ds.to_netcdf(src, encoding={"rr": {"_FillValue": np.float32(-1.0)}})
     spec = {"kind": "regional", "lat": [51.75, 52.25], "lon": [9.6, 10.4], "resolution": 0.05}
