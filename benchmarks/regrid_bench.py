@@ -4,6 +4,7 @@ One command::
 
     .venv/bin/python benchmarks/regrid_bench.py            # 48 and 240 steps + aggregate
     .venv/bin/python benchmarks/regrid_bench.py --steps 48 --no-aggregate
+    .venv/bin/python benchmarks/regrid_bench.py --bounds   # + where the time over the floor goes
 
 Inputs are generated into a temporary folder (deleted afterwards unless ``--keep``): a global
 0.25 degree (721 x 1440, centres on the poles) float32 ``t2m(time, lat, lon)``, uncompressed
@@ -81,6 +82,32 @@ OURS = r"""
 import sys
 from pathlib import Path
 from hpc_workflows.regrid.stream import regrid_file
+src, dst, wdir = sys.argv[1:4]
+regrid_file(src, dst, "global_1deg", "conservative", weights_dir=Path(wdir))
+"""
+
+# Diagnostics for --bounds (not peers; their outputs are not compared): regrid_file with
+# the weighting replaced by a strided copy of the output's shape (wrong values on purpose:
+# what the streaming, I/O and durable write cost without arithmetic), and regrid_file
+# without its fsyncs (what durability costs; the floor does not fsync).
+OURS_NO_ARITHMETIC = r"""
+import sys
+from pathlib import Path
+import numpy as np
+import hpc_workflows.regrid.apply as apply
+from hpc_workflows.regrid.stream import regrid_file
+apply.apply_weights_numpy = lambda x, w, *a, **k: np.ascontiguousarray(x[:, :720:4, ::4])
+src, dst, wdir = sys.argv[1:4]
+regrid_file(src, dst, "global_1deg", "conservative", weights_dir=Path(wdir))
+"""
+
+OURS_NOT_DURABLE = r"""
+import sys
+from pathlib import Path
+from hpc_workflows.regrid.stream import regrid_file
+from hpc_workflows.write.flush import WriteBehind
+WriteBehind.wrote = lambda self, nbytes: None
+WriteBehind.finish = WriteBehind.close
 src, dst, wdir = sys.argv[1:4]
 regrid_file(src, dst, "global_1deg", "conservative", weights_dir=Path(wdir))
 """
@@ -288,7 +315,7 @@ def fmt_row(name: str, sec: float, x_floor: float, rss: float, cdo: float | None
     return f"  {name:<22} {sec:8.2f} {x_floor:8.2f}x {c:>9} {rss:9.0f} {d:>10}"
 
 
-def bench_global(work: Path, nsteps: int, rounds: int = 5) -> None:
+def bench_global(work: Path, nsteps: int, rounds: int = 5, bounds: bool = False) -> None:
     src = work / f"t2m_{nsteps}.nc"
     t0 = time.perf_counter()
     make_global_input(src, nsteps)
@@ -321,10 +348,18 @@ def bench_global(work: Path, nsteps: int, rounds: int = 5) -> None:
                                 str(work / "cdo_w.nc")]),
         ("xarray_regrid", [PY, "-c", XARRAY_REGRID, str(src), str(work / "xr.nc")]),
     ]
+    if bounds:
+        candidates += [
+            ("bound: no arithmetic", [PY, "-c", OURS_NO_ARITHMETIC, str(src),
+                                      str(work / "bound_a.nc"), str(wdir)]),
+            ("bound: no fsync", [PY, "-c", OURS_NOT_DURABLE, str(src), str(work / "bound_f.nc"),
+                                 str(wdir)]),
+        ]
     candidates = [(n, c) for n, c in candidates if not n.startswith("cdo") or shutil.which("cdo")]
     runs: dict[str, list[tuple[float, float]]] = {name: [] for name, _ in candidates}
     outputs = {"io_floor": "floor.nc", "ours regrid_file": "ours.nc", "ours xarray+dask": "ours_xr.nc",
-               "cdo_remapcon": "cdo.nc", "cdo_stored_weights": "cdo_w.nc", "xarray_regrid": "xr.nc"}
+               "cdo_remapcon": "cdo.nc", "cdo_stored_weights": "cdo_w.nc", "xarray_regrid": "xr.nc",
+               "bound: no arithmetic": "bound_a.nc", "bound: no fsync": "bound_f.nc"}
     for r in range(rounds):
         for name, cmd in candidates:
             (work / outputs[name]).unlink(missing_ok=True)  # every candidate writes a new file
@@ -345,7 +380,8 @@ def bench_global(work: Path, nsteps: int, rounds: int = 5) -> None:
           f"{'peakRSS MiB':>9} {'max|d| vs cdo K':>10}")
     for name, (sec, x_floor, rss) in results.items():
         print(fmt_row(name, sec, x_floor, rss, cdo, diffs.get(name)))
-    for f in ("ours.nc", "ours_xr.nc", "cdo.nc", "cdo_w.nc", "xr.nc", "floor.nc", "warm.nc"):
+    for f in ("ours.nc", "ours_xr.nc", "cdo.nc", "cdo_w.nc", "xr.nc", "floor.nc", "warm.nc",
+              "bound_a.nc", "bound_f.nc"):
         (work / f).unlink(missing_ok=True)
     src.unlink()
 
@@ -406,6 +442,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, nargs="+", default=[48, 240])
     parser.add_argument("--no-aggregate", action="store_true")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds per size")
+    parser.add_argument("--bounds", action="store_true",
+                        help="also run regrid_file without arithmetic and without fsync "
+                             "(diagnostics: where the time over the floor goes)")
     parser.add_argument("--workdir", type=Path, default=None, help="where to put temp inputs")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = parser.parse_args()
@@ -420,7 +459,7 @@ def main() -> None:
               f"{os.getloadavg()[0]:.1f}; {cdo_version}")
         bench_weights(work)
         for n in args.steps:
-            bench_global(work, n, args.rounds)
+            bench_global(work, n, args.rounds, args.bounds)
         if not args.no_aggregate:
             bench_aggregate(work)
     finally:
