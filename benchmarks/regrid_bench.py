@@ -87,7 +87,8 @@ regrid_file(src, dst, "global_1deg", "conservative", weights_dir=Path(wdir))
 """
 
 # Diagnostics for --bounds (not peers; their outputs are not compared): regrid_file with
-# the weighting replaced by a strided copy of the output's shape (wrong values on purpose:
+# the weighting replaced by a strided copy of this benchmark's 721 x 1440 input to the
+# 180 x 360 output shape (wrong values on purpose:
 # what the streaming, I/O and durable write cost without arithmetic), and regrid_file
 # without its fsyncs (what durability costs; the floor does not fsync).
 OURS_NO_ARITHMETIC = r"""
