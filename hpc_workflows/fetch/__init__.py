@@ -21,7 +21,8 @@ stalls, archive-client errors) are retried with exponential backoff and jitter; 
 raises an error naming the source and the field.
 
 Modules: `source` (Source), `plan` (plan_sources, read_manifest), `settings`
-(FetchSettings), `transport` (interface, choice by scheme), `http`, `filesystem`, `command`,
+(FetchSettings), `base` (the transport interface), `transport` (choice by scheme), `http`,
+`filesystem`, `command`,
 `fsspec_transport`, `fetcher` (fetch, FetchResult), `verify` (checksums), `retry`,
 `hostlimit` (per-host connection cap), `partfile`, `unpack`, `merge`, `summary`, `errors`.
 """

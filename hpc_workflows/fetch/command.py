@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from hpc_workflows.fetch.errors import TransferFailed
 from hpc_workflows.fetch.settings import validate_command_template
-from hpc_workflows.fetch.transport import Transfer
+from hpc_workflows.fetch.base import Transfer
 
 if TYPE_CHECKING:  # pragma: no cover
     from hpc_workflows.fetch.settings import FetchSettings

@@ -21,7 +21,8 @@ from hpc_workflows.fetch.partfile import fsync_dir, fsync_file
 from hpc_workflows.fetch.retry import retry_delay
 from hpc_workflows.fetch.settings import FetchSettings
 from hpc_workflows.fetch.source import Source
-from hpc_workflows.fetch.transport import Transport, choose_transport
+from hpc_workflows.fetch.base import Transport
+from hpc_workflows.fetch.transport import choose_transport
 from hpc_workflows.fetch.verify import file_digests, parse_checksum, parse_sidecar
 
 logger = logging.getLogger("hpc_workflows.fetch")

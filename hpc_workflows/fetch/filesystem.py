@@ -11,7 +11,7 @@ from urllib.parse import unquote, urlsplit
 from hpc_workflows.fetch.errors import TransferFailed
 from hpc_workflows.fetch.partfile import PartWriter
 from hpc_workflows.fetch.source import expand_iris_sample_data
-from hpc_workflows.fetch.transport import Transfer
+from hpc_workflows.fetch.base import Transfer
 
 if TYPE_CHECKING:  # pragma: no cover
     from hpc_workflows.fetch.settings import FetchSettings

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from hpc_workflows.fetch.errors import TransferFailed
 from hpc_workflows.fetch.partfile import PartWriter
-from hpc_workflows.fetch.transport import Transfer
+from hpc_workflows.fetch.base import Transfer
 
 if TYPE_CHECKING:  # pragma: no cover
     from hpc_workflows.fetch.settings import FetchSettings

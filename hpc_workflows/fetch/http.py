@@ -22,7 +22,7 @@ from hpc_workflows.fetch.errors import TransferFailed, redact_url
 from hpc_workflows.fetch.hostlimit import host_slot
 from hpc_workflows.fetch.partfile import PartWriter
 from hpc_workflows.fetch.retry import parse_retry_after
-from hpc_workflows.fetch.transport import Transfer
+from hpc_workflows.fetch.base import Transfer
 from hpc_workflows.fetch.wire import StdlibTransport, proxy_mounts
 
 if TYPE_CHECKING:  # pragma: no cover
