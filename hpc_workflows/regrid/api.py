@@ -127,7 +127,7 @@ def regrid(
     check_method(method, statistics)
     tgt = parse_target_grid(target)
     names = _spatial_variables(ds, variables)
-    grid = read_source_grid(ds, names[0])
+    grid = read_source_grid(ds, names[0], geodetic=tgt.geodetic)
     for name in names[1:]:
         if not set(grid.dims) <= set(map(str, ds[name].dims)):
             raise RegridError(f"{describe_origin(ds, name)}: dims {ds[name].dims} do not "

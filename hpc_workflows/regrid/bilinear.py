@@ -144,7 +144,7 @@ def native_points(source: SourceGrid, lat: np.ndarray, lon: np.ndarray
         native x is a longitude, ``sx`` and ``x`` are unwrapped onto one continuous axis.
         Points the projection cannot reach are not finite.
     """
-    to_native = geographic_transformer(source.crs, inverse=True)
+    to_native = geographic_transformer(source.crs, source.geodetic, inverse=True)
     x, y = (np.asarray(a, dtype=np.float64) for a in to_native.transform(lon, lat))
     sx = np.asarray(source.x, dtype=np.float64)
     if source.crs.is_geographic:

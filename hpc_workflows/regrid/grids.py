@@ -11,7 +11,10 @@ Three kinds of source grid are understood:
     1-D ``projection_x/y_coordinate`` or ``grid_longitude/latitude`` coordinates plus a CF
     ``grid_mapping`` variable (rotated pole, stereographic, Lambert, ...). The grid mapping is
     turned into a CRS with :meth:`pyproj.CRS.from_cf` and cell centres/corners are
-    transformed to geographic longitude/latitude on the grid's own datum.
+    transformed to geographic longitude/latitude on the *target's* datum (WGS84 unless the
+    target declares another; see :data:`WGS84` and :func:`geographic_transformer`), so a
+    British National Grid source lands where a WGS84 latitude/longitude grid has it, not
+    ~100 m away on its own OSGB36 datum.
 ``curvilinear``
     2-D latitude/longitude auxiliary coordinates (named in the variable's ``coordinates``
     attribute or attached as xarray coordinates), with ``bounds`` (N, M, 4) when present.
@@ -38,12 +41,20 @@ if TYPE_CHECKING:  # xarray is only needed by callers; the streaming path avoids
     import xarray as xr
 
 __all__ = [
+    "WGS84",
     "SourceGrid",
     "derive_bounds",
     "describe_origin",
     "lon_bounds_increasing",
     "read_source_grid",
 ]
+
+#: Geodetic CRS of a target latitude/longitude grid that declares no datum.
+WGS84 = "EPSG:4326"
+
+# Changed whenever the rule that places projected grids on the sphere changes, so weights
+# cached under an old rule (keyed by the grid hash) are never reused.
+_DATUM_RULE = b"datum-rule:2 target-geodetic"
 
 _LAT_NAMES = ("lat", "latitude", "nav_lat", "y_lat")
 _LON_NAMES = ("lon", "longitude", "nav_lon", "x_lon")
@@ -68,6 +79,9 @@ class SourceGrid:
         or ``None`` when unknown.
     x, y, crs
         Native 1-D coordinates and the :class:`pyproj.CRS` for ``projected`` grids.
+    geodetic
+        ``projected`` only: the geodetic CRS (``"EPSG:4326"`` or a WKT string) that ``lat``/
+        ``lon`` are on, i.e. the target grid's datum.
     """
 
     kind: str
@@ -80,6 +94,7 @@ class SourceGrid:
     y: np.ndarray | None = None
     crs: Any = None
     bounds_derived: bool = False
+    geodetic: str = WGS84
     _hash: list[str] = field(default_factory=list, repr=False)
 
     @property
@@ -108,6 +123,9 @@ class SourceGrid:
                     h.update(a.tobytes())
             if self.crs is not None:
                 h.update(self.crs.to_wkt().encode())
+                # Where the grid was placed, and by which rule: the same file regridded to a
+                # target on another datum, or weights cached before the rule, differ.
+                h.update(_DATUM_RULE + self.geodetic.encode())
             self._hash.append(h.hexdigest())
         return self._hash[0]
 
@@ -206,7 +224,7 @@ def _check_degrees(ds: xr.Dataset, coord: xr.DataArray, name: str, variable: str
         )
 
 
-def read_source_grid(ds: xr.Dataset, variable: str) -> SourceGrid:
+def read_source_grid(ds: xr.Dataset, variable: str, *, geodetic: str = WGS84) -> SourceGrid:
     """Work out the horizontal grid of ``ds[variable]``.
 
     Parameters
@@ -216,6 +234,10 @@ def read_source_grid(ds: xr.Dataset, variable: str) -> SourceGrid:
         way).
     variable
         Name of the data variable whose last two dimensions are (y, x).
+    geodetic
+        Geodetic CRS (``"EPSG:4326"`` or WKT) of the target grid: a projected source's
+        latitude/longitude are computed on this datum. Latitude/longitude read from the file
+        (1-D or 2-D) are taken as they are, i.e. as already on it.
 
     Returns
     -------
@@ -256,7 +278,8 @@ def read_source_grid(ds: xr.Dataset, variable: str) -> SourceGrid:
         if gm_name not in ds.variables:
             raise GridError(f"{describe_origin(ds, variable)}: grid_mapping {gm_name!r} is named "
                             "but the variable is missing from the file")
-        return _projected_grid(ds, variable, (ydim, xdim), ycoord, xcoord, ds[gm_name])
+        return _projected_grid(ds, variable, (ydim, xdim), ycoord, xcoord, ds[gm_name],
+                               geodetic)
 
     lat2 = [n for n, c in coords.items() if set(c.dims) == {ydim, xdim} and _is_lat(n, c)]
     lon2 = [n for n, c in coords.items() if set(c.dims) == {ydim, xdim} and _is_lon(n, c)]
@@ -310,25 +333,53 @@ def _corners(mesh: np.ndarray) -> np.ndarray:
     return np.stack([mesh[:-1, :-1], mesh[:-1, 1:], mesh[1:, 1:], mesh[1:, :-1]], axis=-1)
 
 
-def geographic_transformer(crs: Any, *, inverse: bool = False) -> Any:
-    """Transformer from ``crs`` to geographic lon/lat on its own datum (or the inverse)."""
+def geographic_transformer(crs: Any, geodetic: str = WGS84, *, inverse: bool = False) -> Any:
+    """Transformer from ``crs`` to lon/lat on the datum of ``geodetic`` (or the inverse).
+
+    PROJ picks the datum transformation (e.g. the OSGB36 -> WGS84 Helmert shift, ~100 m in
+    Great Britain); between datums it knows no link for (a sphere, an unnamed datum) it
+    leaves latitude/longitude unchanged, the usual convention for such model grids.
+    """
     import pyproj
 
-    if crs.is_derived and crs.is_geographic:
-        base = pyproj.CRS(crs.to_json_dict()["base_crs"])
-    else:
-        base = crs.geodetic_crs
     if inverse:
-        return pyproj.Transformer.from_crs(base, crs, always_xy=True)
-    return pyproj.Transformer.from_crs(crs, base, always_xy=True)
+        return pyproj.Transformer.from_crs(geodetic, crs, always_xy=True)
+    return pyproj.Transformer.from_crs(crs, geodetic, always_xy=True)
+
+
+def with_known_datum(crs: Any) -> Any:
+    """``crs``, or the registered CRS it evidently is when its grid mapping named no datum.
+
+    A CF grid mapping with only ellipsoid parameters (what iris writes for the British
+    National Grid: Airy 1830 axes and the transverse Mercator parameters, no datum name or
+    ``crs_wkt``) becomes a CRS on an *undefined* datum, which PROJ cannot shift to WGS84.
+    When the ellipsoid is not WGS84's (an unnamed datum on WGS84 axes is WGS84 for every
+    purpose) and PROJ identifies exactly one EPSG CRS with the same ellipsoid and
+    projection, that CRS, and so its datum, is used.
+    """
+    datum = crs.datum
+    if not crs.is_projected or datum is None or datum.name not in ("undefined", "unknown"):
+        return crs
+    ellipsoid = crs.ellipsoid
+    if ellipsoid is None or abs(ellipsoid.semi_major_metre - 6378137.0) < 1e-3:
+        return crs
+    import pyproj
+
+    matches = crs.list_authority(auth_name="EPSG", min_confidence=60)
+    if len(matches) != 1:
+        return crs
+    known = pyproj.CRS.from_epsg(int(matches[0].code))
+    same_axes = (abs(known.ellipsoid.semi_major_metre - ellipsoid.semi_major_metre) < 1e-3
+                 and abs(known.ellipsoid.semi_minor_metre - ellipsoid.semi_minor_metre) < 1e-3)
+    return known if same_axes else crs
 
 
 def _projected_grid(ds: xr.Dataset, variable: str, dims: tuple[str, str], ycoord: xr.DataArray,
-                    xcoord: xr.DataArray, gm: xr.DataArray) -> SourceGrid:
+                    xcoord: xr.DataArray, gm: xr.DataArray, geodetic: str) -> SourceGrid:
     import pyproj
 
     try:
-        crs = pyproj.CRS.from_cf(dict(gm.attrs))
+        crs = with_known_datum(pyproj.CRS.from_cf(dict(gm.attrs)))
     except Exception as exc:  # pyproj raises several types for bad CF attributes
         raise GridError(f"{describe_origin(ds, variable)}: grid_mapping {gm.name!r} cannot be "
                         f"turned into a CRS ({exc}); check its grid_mapping_name and parameters"
@@ -340,7 +391,7 @@ def _projected_grid(ds: xr.Dataset, variable: str, dims: tuple[str, str], ycoord
         factor = {"km": 1000.0, "kilometre": 1000.0, "kilometer": 1000.0}.get(
             _attr(xcoord, "units"), 1.0)
         x, y = x * factor, y * factor
-    to_geo = geographic_transformer(crs)
+    to_geo = geographic_transformer(crs, geodetic)
     xx, yy = np.meshgrid(x, y)
     lon, lat = to_geo.transform(xx, yy)
     # Transform each edge point once, then gather the 4 corners of every cell: a quarter of
@@ -353,7 +404,7 @@ def _projected_grid(ds: xr.Dataset, variable: str, dims: tuple[str, str], ycoord
         raise GridError(f"{describe_origin(ds, variable)}: some grid points of {gm.name!r} do "
                         "not map to a longitude/latitude; check the grid_mapping parameters")
     return SourceGrid("projected", dims, lat, np.asarray(lon), np.asarray(latc), np.asarray(lonc),
-                      x=x, y=y, crs=crs, bounds_derived=True)
+                      x=x, y=y, crs=crs, bounds_derived=True, geodetic=geodetic)
 
 
 def _curvilinear_grid(ds: xr.Dataset, variable: str, dims: tuple[str, str],

@@ -217,7 +217,7 @@ def regrid_file(
             names = _select(nc, variables, src)
             grid = _latlon_grid_nc(nc, names, src)
         if grid is None:  # projected or curvilinear: xarray reads the grid, we stream
-            found = _grid_with_xarray(src, variables)
+            found = _grid_with_xarray(src, variables, tgt.geodetic)
             if found is None:
                 return _slow_path(src, dst, tgt, method, variables, min_valid_fraction,
                                   weights_dir, statistics, bands, compression_level,
@@ -505,7 +505,7 @@ def _write_blocks(writers, i0, i1, results) -> None:
                 o[:] = part
 
 
-def _grid_with_xarray(src: Path, variables: list[str] | None
+def _grid_with_xarray(src: Path, variables: list[str] | None, geodetic: str
                       ) -> tuple[SourceGrid, list[str]] | None:
     """(grid, variables) of a projected or curvilinear source, read with xarray, which
     knows CF grid mappings and auxiliary coordinates; None when a variable does not end in
@@ -521,7 +521,7 @@ def _grid_with_xarray(src: Path, variables: list[str] | None
 
     with NETCDF_LOCK, xr.open_dataset(src, decode_times=False, mask_and_scale=False) as ds:
         names = _spatial_variables(ds, variables)
-        grid = read_source_grid(ds, names[0])
+        grid = read_source_grid(ds, names[0], geodetic=geodetic)
         if any(tuple(map(str, ds[n].dims[-2:])) != tuple(grid.dims) for n in names):
             return None
     return grid, names

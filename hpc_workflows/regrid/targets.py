@@ -16,6 +16,11 @@ Accepted specifications (see :func:`parse_target_grid`):
 - ``{"kind": "file", "path": "grid.nc"}``: the lat/lon grid of a template netCDF file
   (first variable with a latitude/longitude grid, or ``"variable": name``), using its
   bounds when present.
+
+Datum: a target grid is on WGS84 (EPSG:4326) unless it declares another, which only a
+template file can do, with a CF ``latitude_longitude`` grid mapping that names a datum or
+ellipsoid (``crs_wkt``, ``horizontal_datum_name``, ``semi_major_axis`` ...). Projected
+sources are placed on the target's datum (see :mod:`hpc_workflows.regrid.grids`).
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from hpc_workflows.regrid.errors import GridError
-from hpc_workflows.regrid.grids import derive_bounds
+from hpc_workflows.regrid.grids import WGS84, derive_bounds
 
 __all__ = ["TargetGrid", "parse_target_grid", "VALID_TARGET_FORMS"]
 
@@ -56,6 +61,9 @@ class TargetGrid:
         (n, 2) cell edges.
     spec
         Human-readable description of where the grid came from (kept in output attrs).
+    geodetic
+        Geodetic CRS of the latitude/longitude (``"EPSG:4326"``, or the WKT a template
+        file declared).
     """
 
     lat: np.ndarray
@@ -63,6 +71,7 @@ class TargetGrid:
     lat_bnds: np.ndarray
     lon_bnds: np.ndarray
     spec: str = ""
+    geodetic: str = WGS84
     _hash: list[str] = field(default_factory=list, repr=False)
 
     @property
@@ -76,7 +85,7 @@ class TargetGrid:
         return "latlon"
 
     def grid_hash(self) -> str:
-        """SHA-256 over centres and bounds."""
+        """SHA-256 over centres and bounds (and the datum, when it is not WGS84)."""
         if not self._hash:
             h = hashlib.sha256(b"latlon")
             for arr in (self.lat, self.lon, self.lat_bnds, self.lon_bnds, None, None):
@@ -85,6 +94,8 @@ class TargetGrid:
                     a = np.ascontiguousarray(arr, dtype=np.float64)
                     h.update(str(a.shape).encode())
                     h.update(a.tobytes())
+            if self.geodetic != WGS84:  # WGS84 targets keep the hashes they always had
+                h.update(b"|geodetic:" + self.geodetic.encode())
             self._hash.append(h.hexdigest())
         return self._hash[0]
 
@@ -220,6 +231,36 @@ def _from_file(spec: dict[str, Any]) -> TargetGrid:
                 errors.append(f"variable {name!r} is on a {grid.kind} grid")
                 continue
             return TargetGrid(grid.lat, grid.lon, grid.lat_bnds, grid.lon_bnds,
-                              f"file {path.name}")
+                              f"file {path.name}", _declared_datum(ds, name, path))
     raise GridError(f"target grid file {str(path)!r}: no variable on a 1-D latitude/longitude "
                     f"grid found ({'; '.join(errors) or 'no 2-D variables'})")
+
+
+def _declared_datum(ds: Any, name: str, path: Path) -> str:
+    """WKT of the datum a template's ``latitude_longitude`` grid mapping declares, or WGS84.
+
+    A grid mapping without datum or ellipsoid parameters declares nothing (CF leaves the
+    datum unspecified), so the default applies.
+    """
+    gm_name = str(ds[name].attrs.get("grid_mapping", "")).split(":")[0].strip()
+    if not gm_name or gm_name not in ds.variables:
+        return WGS84
+    attrs = dict(ds[gm_name].attrs)
+    declares = ("crs_wkt", "spatial_ref", "horizontal_datum_name", "reference_ellipsoid_name",
+                "semi_major_axis", "earth_radius", "inverse_flattening", "towgs84")
+    if not any(k in attrs for k in declares):
+        return WGS84
+    import pyproj
+
+    try:
+        crs = pyproj.CRS.from_cf(attrs)
+    except Exception as exc:  # pyproj raises several types for bad CF attributes
+        raise GridError(f"target grid file {str(path)!r}: grid_mapping {gm_name!r} cannot be "
+                        f"turned into a CRS ({exc}); fix or remove its datum attributes"
+                        ) from exc
+    if not crs.is_geographic:
+        raise GridError(f"target grid file {str(path)!r}: grid_mapping {gm_name!r} is not a "
+                        "latitude_longitude mapping; a target grid must be latitude/longitude")
+    geodetic = crs.geodetic_crs
+    return WGS84 if geodetic.to_epsg(min_confidence=70) == 4326 else \
+        geodetic.to_wkt()
