@@ -14,6 +14,10 @@ PACKAGES=(
     slurm-wlm-torque
     # headless browser for the UI screenshot test (tests/hpc)
     chromium
+    # a user-space PostgreSQL for the Dagster instance (hpc_workflows/pgserver.py, tests)
+    postgresql
+    # a private sshd on loopback for the web UI tunnel test (tests/ui)
+    openssh-server
 )
 
 missing=()

@@ -3,6 +3,7 @@
 ``hpc-workflows init-home [DIR]``  create a persistent DAGSTER_HOME with telemetry off
 ``hpc-workflows report DIR``       print what a run wrote and a sanity figure per output
 ``hpc-workflows check-config FILE`` validate a run config YAML without running anything
+``hpc-workflows ui``               the web UI for its owner only (Unix socket, secret token)
 """
 
 from __future__ import annotations
@@ -67,6 +68,12 @@ def main(argv: list[str] | None = None) -> int:
     report.add_argument("directory", type=Path)
     check = sub.add_parser("check-config", help="validate a run config YAML")
     check.add_argument("file", type=Path)
+    sub.add_parser("ui", add_help=False, help="the web UI for you only (hpc-workflows ui --help)")
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["ui"]:  # it parses its own options
+        from hpc_workflows.ui.serve import main as ui_main
+
+        return ui_main(argv[1:])
     args = parser.parse_args(argv)
     if args.command == "init-home":
         from hpc_workflows.instance import ensure_dagster_home

@@ -61,40 +61,30 @@ with socket.socket() as s:
 PY
 }
 
-# Start the web UI and tell the user how to reach it; stop cleanly when the job ends.
-#   HPCW_UI_EXPOSE=1   bind to this node's network name (every cluster user can reach it)
-#   HPCW_LOGIN_HOST    login host for the printed ssh command (default: login.example)
+# Start the web UI for its owner only and tell the user how to reach it; stop cleanly when
+# the job ends. `hpc-workflows ui` listens on a Unix socket in a private (0700) folder and
+# wants a per-session secret token on every request; the job log (often world-readable) gets
+# the tunnel command and the path of the 0600 file holding the URL, never the token.
+#   HPCW_UI_EXPOSE=1   listen on this node's network name instead (token still required)
+#   HPCW_LOGIN_HOST    login host for the printed ssh command
+#   HPCW_UI_PORT       port: laptop end of the tunnel, and the node's port when exposed
 hpcw_run_ui() {
-    local port host node login url tunnel
+    local port node args
     port=${HPCW_UI_PORT:-$(hpcw_free_port)}
-    node=$(hostname -f 2>/dev/null || hostname)
-    login=${HPCW_LOGIN_HOST:-<login-host>}
-    if [ "${HPCW_UI_EXPOSE:-0}" = "1" ]; then
-        host=$node
-        echo "WARNING: the web UI has no authentication and listens on $host:$port:" \
-             "anyone who can reach this node can see and launch runs as you." >&2
-        tunnel="ssh -N -L $port:$node:$port $login"
-    else
-        # Loopback only: other users on the cluster network cannot reach it; the tunnel
-        # goes through the login host to this node and ends on the node's loopback.
-        host=127.0.0.1
-        tunnel="ssh -N -L $port:127.0.0.1:$port -J $login $node"
+    node=$(hostname)
+    args=(--local-port "$port" --node "$node")
+    if [ -n "${HPCW_LOGIN_HOST:-}" ]; then
+        args+=(--login-host "$HPCW_LOGIN_HOST")
     fi
-    url="http://localhost:$port"
-    cat <<MSG
-================================================================================
-hpc_workflows web UI on $node (listening on $host:$port)
-On your laptop, run:
-
-    $tunnel
-
-then open $url
-================================================================================
-MSG
-    dagster-webserver -h "$host" -p "$port" -m hpc_workflows &
+    if [ "${HPCW_UI_EXPOSE:-0}" = "1" ]; then
+        echo "WARNING: the web UI listens on $node:$port: anyone who can reach this node can" \
+             "connect, and only the secret token keeps them out; keep its URL file private." >&2
+        args+=(--host "$node" --port "$port")
+    fi
+    hpc-workflows ui "${args[@]}" &
     HPCW_UI_PID=$!
     # Batch systems send TERM before the walltime kill (and on qdel/scancel): stop the UI
-    # cleanly then, so no webserver outlives the job.
+    # cleanly then, so no webserver outlives the job and its socket and URL file are removed.
     trap 'hpcw_log "stopping web UI (pid $HPCW_UI_PID)"; kill -TERM "$HPCW_UI_PID" 2>/dev/null; wait "$HPCW_UI_PID" || true; exit 0' TERM INT
     wait "$HPCW_UI_PID"
 }
