@@ -103,3 +103,24 @@ def test_weights_cached_for_a_projected_grid_are_keyed_by_the_datum_rule(tmp_pat
     a = build_weights(on_wgs84, tgt, "nearest", tmp_path)
     b = build_weights(on_osgb36, tgt, "nearest", tmp_path)
     assert a.key != b.key and not b.from_cache
+
+
+def test_a_template_declaring_a_datum_gets_the_source_placed_on_it(tmp_path: Path) -> None:
+    """A template whose latitude_longitude grid mapping says OSGB36 is on OSGB36: the
+    source is placed with pyproj EPSG:27700 -> EPSG:4277 there, and the target hash says so."""
+    lat = 51.25 + 0.5 * np.arange(6)
+    lon = -3.75 + 0.5 * np.arange(8)
+    template = xr.Dataset(
+        {"t": (("lat", "lon"), np.zeros((6, 8)), {"grid_mapping": "crs"}),
+         "crs": ((), 0, pyproj.CRS("EPSG:4277").to_cf())},
+        coords={"lat": ("lat", lat, {"units": "degrees_north"}),
+                "lon": ("lon", lon, {"units": "degrees_east"})})
+    template.to_netcdf(tmp_path / "osgb36_grid.nc")
+    tgt = parse_target_grid({"kind": "file", "path": str(tmp_path / "osgb36_grid.nc")})
+    assert tgt.geodetic != "EPSG:4326"
+    assert tgt.grid_hash() != parse_target_grid(TARGET).grid_hash()
+    ds = _bng_dataset(pyproj.CRS("EPSG:27700").to_cf())
+    cells = _reference_cells(ds, "EPSG:4277")
+    ref = np.bincount(cells[cells >= 0], minlength=48).reshape(6, 8)
+    out = regrid(ds, tgt, "aggregate", statistics=["count"])
+    np.testing.assert_array_equal(out.rr_count.values[0], np.where(ref > 0, ref, np.nan))
