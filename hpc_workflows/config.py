@@ -21,6 +21,7 @@ from dagster import Config
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 __all__ = [
+    "BatchingConfig",
     "ConfigValidationError",
     "OutputConfig",
     "RegridConfig",
@@ -167,6 +168,15 @@ class SourceConfig(Config):
     connect_timeout: float = Field(default=30.0, description="Seconds to establish a connection.")
     read_timeout: float = Field(default=120.0, description="Seconds without data before retrying.")
     max_connections_per_host: int = Field(default=4, description="Concurrent downloads per host.")
+    unpack_max_ratio: float = Field(
+        default=200.0,
+        description="Unpacking one archive may write at most this many bytes per archive byte "
+        "(archive-bomb guard, checked while streaming).",
+    )
+    unpack_max_bytes: int = Field(
+        default=50 * 10**9,
+        description="Unpacking one archive may write at most this many bytes in total.",
+    )
 
     @field_validator("transport")
     @classmethod
@@ -197,6 +207,20 @@ class SourceConfig(Config):
     def _non_negative(cls, v: int) -> int:
         if v < 0:
             raise ValueError("must be zero or more")
+        return v
+
+    @field_validator("unpack_max_ratio")
+    @classmethod
+    def _ratio_at_least_one(cls, v: float) -> float:
+        if v < 1:
+            raise ValueError(f"source.unpack_max_ratio={v} must be 1 or more (bytes written per archive byte)")
+        return v
+
+    @field_validator("unpack_max_bytes")
+    @classmethod
+    def _positive_bytes(cls, v: int) -> int:
+        if v < 1:
+            raise ValueError(f"source.unpack_max_bytes={v} must be a positive number of bytes")
         return v
 
     @model_validator(mode="after")
@@ -398,6 +422,39 @@ class OutputConfig(Config):
         return Path(_expand(self.workdir)).resolve() if self.workdir else self.directory_path / ".work"
 
 
+class BatchingConfig(Config):
+    """How the files of a run are grouped into steps and pipelined (docs/production.md)."""
+
+    files_per_step: Optional[int] = Field(
+        default=None,
+        description="Files per batch step (default: the files to do / 16, at most 500).",
+    )
+    files_in_flight: int = Field(
+        default=4,
+        description="Files one batch step holds on scratch at once (fetching, waiting or "
+        "regridding); also its number of fetch threads.",
+    )
+    keep_scratch: bool = Field(
+        default=False,
+        description="Keep each file's download and merged files in output.workdir after its "
+        "output is verified (default: remove them).",
+    )
+
+    @field_validator("files_per_step")
+    @classmethod
+    def _per_step_positive(cls, v: Optional[int]) -> Optional[int]:
+        if v is not None and v < 1:
+            raise ValueError(f"batching.files_per_step={v} must be 1 or more (or left out to choose it from the count)")
+        return v
+
+    @field_validator("files_in_flight")
+    @classmethod
+    def _in_flight_positive(cls, v: int) -> int:
+        if not 1 <= v <= 64:
+            raise ValueError(f"batching.files_in_flight={v} must be 1 to 64 (files on scratch per batch step)")
+        return v
+
+
 class WorkflowConfig(Config):
     """Everything one ``fetch_and_regrid`` run needs."""
 
@@ -405,6 +462,10 @@ class WorkflowConfig(Config):
     source: SourceConfig
     regrid: RegridConfig
     output: OutputConfig
+    batching: Optional[BatchingConfig] = Field(
+        default=None,
+        description="Batch steps and scratch: files_per_step, files_in_flight, keep_scratch.",
+    )
     subset_time: bool = Field(
         default=True, description="Also cut each file's data to the window (time coordinate)."
     )

@@ -26,6 +26,11 @@ telemetry:
 run_coordinator:
   module: dagster._core.run_coordinator
   class: DefaultRunCoordinator
+# Warnings of the library's own loggers (fetch retries, skipped archive members...) go to the
+# run's event log, so they show in the UI and not only in a worker's stderr.
+python_logs:
+  managed_python_loggers:
+    - hpc_workflows
 """
 
 

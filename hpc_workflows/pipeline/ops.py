@@ -30,7 +30,7 @@ from dagster import (
 from hpc_workflows.config import WorkflowConfig
 from hpc_workflows.fetch import FetchError, Source, fetch, merge_daily, sha256_file, unpack
 from hpc_workflows.fetch.errors import redact_url
-from hpc_workflows.pipeline.settings import fetch_settings, planned_sources, preprocess_settings
+from hpc_workflows.pipeline.settings import fetch_settings, planned_sources, preprocess_settings, unpack_limits
 from hpc_workflows.preprocess import preprocess_file
 
 __all__ = ["plan_sources_op", "fetch_source_op", "regrid_and_write_op", "summarise_op"]
@@ -92,7 +92,8 @@ def fetch_source_op(context: OpExecutionContext, config: WorkflowConfig, source:
 
 
 def _fetch_source(context: OpExecutionContext, config: WorkflowConfig, src: Source, work: Path) -> dict:
-    result = fetch(src, work / "download", fetch_settings(config))
+    # context.log: retry warnings must reach the run's event log (the UI), not only stderr.
+    result = fetch(src, work / "download", fetch_settings(config), log=context.log)
     context.log.info(
         f"{src.key}: {'skipped (already complete and verified)' if result.skipped else 'fetched'} "
         f"{result.path.name}: {result.bytes} bytes in {result.seconds:.2f} s, "
@@ -136,7 +137,7 @@ def _unpack_and_merge(
     elif all(p.is_file() for p in merged.values()):
         context.log.info(f"{src.key}: merged files already complete; not unpacking again")
         return merged
-    members = unpack(archive, work / "extract", config.source.members)
+    members = unpack(archive, work / "extract", config.source.members, unpack_limits(config), log=context.log)
     for product, out in merged.items():
         mine = [m for m in members if product == "data" or product in m.name]
         if not mine:

@@ -6,11 +6,13 @@ import datetime
 import os
 from pathlib import Path
 
-from hpc_workflows.config import WorkflowConfig
+from hpc_workflows.batching import BatchJob
+from hpc_workflows.config import BatchingConfig, WorkflowConfig
 from hpc_workflows.fetch import FetchSettings, Source, parse_step, plan_sources, read_manifest
+from hpc_workflows.fetch.unpack import UnpackLimits
 from hpc_workflows.preprocess import PreprocessSettings
 
-__all__ = ["fetch_settings", "planned_sources", "preprocess_settings"]
+__all__ = ["batch_job", "fetch_settings", "planned_sources", "preprocess_settings", "unpack_limits"]
 
 
 def planned_sources(cfg: WorkflowConfig) -> list[Source]:
@@ -40,6 +42,28 @@ def fetch_settings(cfg: WorkflowConfig) -> FetchSettings:
         checksum_sidecar=src.checksum_sidecar,
         command_permanent_exit_codes=list(src.permanent_exit_codes or []),
         command_timeout=src.command_timeout,
+    )
+
+
+def unpack_limits(cfg: WorkflowConfig) -> UnpackLimits:
+    """What unpacking one archive of this run may write (archive-bomb guard)."""
+    return UnpackLimits(max_ratio=cfg.source.unpack_max_ratio, max_bytes=cfg.source.unpack_max_bytes)
+
+
+def batch_job(cfg: WorkflowConfig) -> BatchJob:
+    """The plain settings every batch of this run shares (see hpc_workflows.batching)."""
+    batching = cfg.batching or BatchingConfig()
+    return BatchJob(
+        fetch=fetch_settings(cfg),
+        preprocess=preprocess_settings(cfg),
+        output_dir=cfg.output.directory_path,
+        output_name=cfg.output.name,
+        workdir=cfg.output.workdir_path,
+        products=tuple(cfg.source.products) if cfg.source.products else None,
+        members=tuple(cfg.source.members) if cfg.source.members else None,
+        unpack_limits=unpack_limits(cfg),
+        files_in_flight=batching.files_in_flight,
+        keep_scratch=batching.keep_scratch,
     )
 
 
