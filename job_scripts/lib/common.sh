@@ -11,6 +11,26 @@
 
 hpcw_log() { printf '[%s] %s\n' "$(date -u +%H:%M:%S)" "$*"; }
 
+# Job logs belong in logs/ (git-ignored), not in the checkout root. The scripts ask for that
+# (#SBATCH --output=logs/..., #PBS -o logs/), but a qsub that ignores directives inside the
+# script (SLURM's Torque-style wrapper: it always passes its own -o/-e) writes
+# <script>.o<id>/.e<id> into the submit folder. Such a file is moved into logs/ here: the batch
+# system keeps writing to the open file, wherever it now lives. Spooled logs (PBS Pro, Torque
+# copy them out at the end of the job) are elsewhere on the node and left alone.
+hpcw_move_job_logs() {
+    local fd target
+    for fd in 1 2; do
+        # /proc/$$: the script's own descriptors (in $(...) /proc/self would be the pipe)
+        target=$(readlink -f "/proc/$$/fd/$fd" 2>/dev/null) || continue
+        if [ -f "$target" ] && [ "$(dirname "$target")" = "$PWD" ]; then
+            mkdir -p logs
+            if mv -n "$target" logs/ 2>/dev/null; then
+                hpcw_log "job log moved from the submit folder to logs/${target##*/}"
+            fi
+        fi
+    done
+}
+
 hpcw_setup() {
     # PBS starts jobs in $HOME; SLURM in the submit folder. Both record the submit folder.
     HPCW_PROJECT_DIR=${HPCW_PROJECT_DIR:-${PBS_O_WORKDIR:-${SLURM_SUBMIT_DIR:-$PWD}}}
@@ -20,6 +40,7 @@ hpcw_setup() {
         return 2
     fi
     cd "$HPCW_PROJECT_DIR"
+    hpcw_move_job_logs
     if [ -n "${HPCW_ACTIVATE:-}" ]; then
         eval "$HPCW_ACTIVATE"
     elif [ -f .venv/bin/activate ]; then
@@ -36,13 +57,21 @@ hpcw_setup() {
     hpcw_log "project $HPCW_PROJECT_DIR, python $(command -v python), DAGSTER_HOME $DAGSTER_HOME"
 }
 
+# PYTHONWARNINGS entry that silences the SupersessionWarning of `dagster job execute`.
+HPCW_SUPERSEDED_FILTER='ignore:Function `job_execute_command` is superseded'
+
 # Run the production job with the config in $1; exit status is the run's (non-zero on failure).
 hpcw_run_job() {
     local config=$1
     hpc-workflows check-config "$config" || return 2
     hpcw_log "running fetch_and_regrid with $config on ${HOSTNAME:-$(hostname)}"
     local rc=0
-    dagster job execute -m hpc_workflows -j fetch_and_regrid -c "$config" || rc=$?
+    # `dagster job execute` warns on every call that it is superseded by `dg launch`, which
+    # needs the separate dagster-dg-cli and a dg project. It still works and is what we
+    # support; filtered by its message (a category filter would import dagster at startup
+    # of every Python process), for this one command only.
+    PYTHONWARNINGS="${PYTHONWARNINGS:+$PYTHONWARNINGS,}$HPCW_SUPERSEDED_FILTER" \
+        dagster job execute -m hpc_workflows -j fetch_and_regrid -c "$config" || rc=$?
     if [ "$rc" -eq 0 ]; then
         hpcw_log "run succeeded"
     else
