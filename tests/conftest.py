@@ -44,3 +44,6 @@ def workflow_section(run_config: dict[str, Any]) -> dict[str, Any]:
 
 
 os.environ.setdefault("DAGSTER_TELEMETRY_DISABLED", "1")
+
+# The second real unix user of the shared-node security tests, for every test module.
+from tests.second_user import other_user  # noqa: E402,F401

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+REPO = Path(__file__).resolve().parents[1]
 
 OTHER_USER = os.environ.get("HPCW_OTHER_USER", "hpcw-other")
 OTHER_PYTHON = "/opt/hpcw-other/venv/bin/python"

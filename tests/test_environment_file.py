@@ -43,3 +43,4 @@ def test_dagster_family_pinned_together() -> None:
     _, minor, patch = next(iter(versions))[2:].split(".")
     # Integration libraries are released in lock-step: dagster 1.X.Y <-> dagster-dask 0.(X+16).Y
     assert pins["dagster-dask"] == f"==0.{int(minor) + 16}.{patch}", pins
+    assert pins["dagster-postgres"] == pins["dagster-dask"], pins
