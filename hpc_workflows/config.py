@@ -236,12 +236,16 @@ class SourceConfig(Config):
                     "source.command is required when source.transport is 'command', e.g. "
                     "['moo', 'get', '-f', '{src}', '{dest}']"
                 )
+            from hpc_workflows.fetch.preflight import logger as fetch_logger, shell_warning
             from hpc_workflows.fetch.settings import validate_command_template
 
             try:
                 validate_command_template(list(self.command))
             except ValueError as exc:
                 raise ValueError(f"source.command: {exc}") from None
+            warning = shell_warning(list(self.command))
+            if warning:
+                fetch_logger.warning(warning)
         return self
 
 
@@ -485,6 +489,12 @@ class WorkflowConfig(Config):
             )
         else:
             sources = read_manifest(_expand(self.source.manifest or ""))
+        # URL syntax, a transport for each scheme, no file name an archive client takes for
+        # an option: all knowable now, before a step or batch job starts.
+        from hpc_workflows.fetch.preflight import check_planned_sources
+
+        origin = "source.template" if self.source.template is not None else "source.manifest"
+        check_planned_sources(sources, self.source.transport, self.source.command, origin)
         if not sources:
             raise ValueError(
                 "source: the window and template/manifest give no files: check window.start, "

@@ -12,6 +12,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 from hpc_workflows.fetch.errors import TransferFailed
+from hpc_workflows.fetch.preflight import option_like_argument
 from hpc_workflows.fetch.settings import validate_command_template
 from hpc_workflows.fetch.base import Transfer
 
@@ -45,6 +46,15 @@ class CommandTransport:
 
     def _run(self, src: str, dest: Path, key: str, settings: "FetchSettings") -> None:
         argv = build_argv(self.template, src=src, dest=str(dest), key=key, name=PurePosixPath(src).name)
+        bad = option_like_argument(self.template, argv)
+        if bad is not None:
+            # Config validation refuses these already; this guards library callers too.
+            raise TransferFailed(
+                f"argument {argv[bad]!r} (from {self.template[bad]!r}) starts with '-' and "
+                f"{argv[0]} would read it as an option; rename it or put '--' before it in the command",
+                retryable=False,
+                field="url",
+            )
         try:
             proc = subprocess.run(
                 argv,
