@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 if TYPE_CHECKING:
     import xarray as xr  # imported where used: not at job-definition load
@@ -28,9 +31,11 @@ def _complete(path: Path, merged_from: str) -> bool:
         return False
 
 
-def _check_units(paths: list[Path]) -> None:
-    """Refuse to merge files whose variables disagree on units (K vs degC): open_mfdataset
-    would keep the first file's attributes and silently mislabel the rest."""
+def _check_members(paths: list[Path]) -> None:
+    """Refuse members that would merge wrongly: units that disagree (K vs degC), where
+    open_mfdataset would keep the first file's attributes and silently mislabel the rest,
+    and members that share a timestamp, where it would fail later with a pandas indexing
+    error that names no file (or, nested, keep both and double-count the hour)."""
     import xarray as xr
 
     from hpc_workflows.regrid.validate import check_consistent_units
@@ -38,13 +43,69 @@ def _check_units(paths: list[Path]) -> None:
     opened = [xr.open_dataset(p, decode_times=False) for p in paths]
     try:
         check_consistent_units(opened)
+        _check_distinct_times(opened, paths)
     finally:
         for ds in opened:
             ds.close()
 
 
-def merge_daily(paths: list[Path], out_path: Path) -> Path:
-    """Merge the given netCDF files (one day of one product) into ``out_path``.
+def _check_distinct_times(opened: list[xr.Dataset], paths: list[Path]) -> None:
+    """Raise ValueError naming both members when two give the same time step."""
+    from xarray.coding.times import decode_cf_datetime
+
+    seen: dict[object, Path] = {}
+    for ds, path in zip(opened, paths):
+        if "time" not in ds.variables:
+            continue
+        raw = np.atleast_1d(ds["time"].values)
+        units = str(ds["time"].attrs.get("units", ""))
+        try:
+            # Decoded, so that members written with different units still compare.
+            values = decode_cf_datetime(raw, units, ds["time"].attrs.get("calendar"))
+        except (ValueError, TypeError, OverflowError):
+            values = np.array([f"{v} {units}" for v in raw.tolist()])
+        for value in values.tolist():
+            if value in seen:
+                raise ValueError(
+                    f"merge_daily: archive members {seen[value].name} and {path.name} both hold "
+                    f"time {value}: the archive has a duplicate; choose one with source.members "
+                    f"({path.parent})"
+                )
+            seen[value] = path
+
+
+def _as_netcdf(paths: list[Path], scratch: Path, format: str | None) -> list[Path]:
+    """Check every member and convert the non-netCDF ones (NIMROD, PP, GRIB) into ``scratch``.
+
+    Raises
+    ------
+    ValueError
+        Naming the first member that is unreadable, damaged, or in an unknown format.
+    """
+    from hpc_workflows.formats import FormatError, check_readable, to_netcdf
+    from hpc_workflows.formats.base import private_dir, read_head
+
+    ready: list[Path] = []
+    for path in paths:
+        try:
+            kind = check_readable(path, format)
+            if kind == "netcdf" and not read_head(path, 2)[1]:
+                ready.append(path)
+                continue
+            converted = private_dir(scratch) / f"{path.name}.nc"
+            to_netcdf(path, converted, format)
+            ready.append(converted)
+        except FormatError as exc:
+            raise ValueError(f"merge_daily: archive member {path.name} cannot be merged: {exc}") from None
+    return ready
+
+
+def merge_daily(paths: list[Path], out_path: Path, format: str | None = "auto") -> Path:
+    """Merge the given files (one day of one product) into the netCDF file ``out_path``.
+
+    Members may be netCDF, NIMROD, UM PP/fieldsfile or GRIB (recognised by content, see
+    :mod:`hpc_workflows.formats`); the others are converted to netCDF in a private scratch
+    folder next to ``out_path`` first, which is removed once the merge is written.
 
     Files are combined along their shared ``time`` coordinate (by coordinate values, so the
     input order does not matter), lazily with dask so memory stays bounded by the chunk size.
@@ -54,9 +115,12 @@ def merge_daily(paths: list[Path], out_path: Path) -> Path:
     Parameters
     ----------
     paths : list of Path
-        Input netCDF files.
+        Input files (archive members).
     out_path : Path
         The merged file.
+    format : str, optional
+        ``"auto"`` (recognise each member) or a format name from
+        :data:`hpc_workflows.formats.FORMATS` to force it (``source.format``).
 
     Returns
     -------
@@ -66,12 +130,9 @@ def merge_daily(paths: list[Path], out_path: Path) -> Path:
     Raises
     ------
     ValueError
-        If ``paths`` is empty or the files cannot be combined (naming the files).
+        If ``paths`` is empty, a member cannot be read, members share a time step or
+        disagree on units, or the files cannot be combined (naming the member or files).
     """
-    import xarray as xr
-
-    from hpc_workflows.write.netcdf import write_netcdf_atomic
-
     out_path = Path(out_path)
     paths = [Path(p) for p in paths]
     if not paths:
@@ -83,16 +144,31 @@ def merge_daily(paths: list[Path], out_path: Path) -> Path:
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
         raise ValueError(f"merge_daily: input file(s) missing: {', '.join(missing)}")
-    _check_units(paths)
+    # Conversions live only as long as this call: a re-run may see different members.
+    scratch = out_path.with_name(f".{out_path.name}.members")
+    try:
+        _merge(_as_netcdf(sorted(paths), scratch, format), out_path, merged_from)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return out_path
+
+
+def _merge(paths: list[Path], out_path: Path, merged_from: str) -> None:
+    """Combine checked netCDF ``paths`` along time and write ``out_path`` atomically."""
+    import xarray as xr
+
+    from hpc_workflows.write.netcdf import write_netcdf_atomic
+
+    _check_members(paths)
     try:
         ds = xr.open_mfdataset(
-            sorted(paths), combine="by_coords", data_vars="minimal", coords="minimal",
+            paths, combine="by_coords", data_vars="minimal", coords="minimal",
             compat="override", join="outer", chunks={},
         )
     except Exception as exc:  # noqa: BLE001 - re-raised with the file names
         try:
             ds = xr.open_mfdataset(
-                sorted(paths), combine="nested", concat_dim="time", data_vars="minimal",
+                paths, combine="nested", concat_dim="time", data_vars="minimal",
                 coords="minimal", compat="override", chunks={},
             )
         except Exception:  # noqa: BLE001
@@ -105,4 +181,3 @@ def merge_daily(paths: list[Path], out_path: Path) -> Path:
         write_netcdf_atomic(ds, out_path)
     finally:
         ds.close()
-    return out_path

@@ -1,0 +1,107 @@
+"""Writing what iris read (NIMROD, PP, GRIB) as CF netCDF that merges along time.
+
+iris already maps each format's header to CF: standard names, units, the grid mapping
+(transverse_mercator on the Airy 1830 ellipsoid for the British National Grid), time with its
+bounds, forecast_reference_time and forecast_period, and masked points as ``_FillValue``.
+What it does not do is give a one-field file a time *dimension*: the time of a single radar
+image is a scalar coordinate. A day of 288 such files then has nothing to concatenate along,
+so each converted file gets a length-1 time dimension, and the coordinates that change with
+time (forecast reference time and period) go along it rather than being kept from the first
+file only.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Callable
+
+__all__ = ["load_with_iris", "save_cubes"]
+
+logger = logging.getLogger("hpc_workflows.formats")
+
+# Coordinates that differ between consecutive files of one product and so must follow time.
+_TIME_LIKE = ("forecast_reference_time", "forecast_period")
+
+
+def load_with_iris(path: Path, loader: Callable[..., Any], label: str) -> Any:
+    """Run an iris format loader on ``path`` and merge its fields into cubes.
+
+    iris's translation warnings (units it does not know, an incomplete projection) are
+    passed to the log with the file name: they describe the data, and the user should see them.
+
+    Raises
+    ------
+    FormatError
+        If iris cannot read the file, naming it and the format.
+    """
+    import iris.cube
+
+    from hpc_workflows.formats.base import FormatError
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            cubes = iris.cube.CubeList(loader([str(path)])).merge()
+        except Exception as exc:  # noqa: BLE001 - any reader failure is "not readable as X"
+            raise FormatError(f"{path}: cannot be read as {label} ({type(exc).__name__}: {exc})") from None
+    for w in caught:
+        if "Iris" in type(w.message).__name__ or "Translation" in type(w.message).__name__:
+            logger.warning("%s: %s", path.name, w.message)
+    if not cubes:
+        raise FormatError(f"{path}: no {label} fields in the file")
+    return cubes
+
+
+def _with_time_dimension(cube: Any) -> Any:
+    """``cube`` with a length-1 time dimension if its time is a scalar coordinate."""
+    import iris.util
+
+    try:
+        time = cube.coord("time")
+    except Exception:  # noqa: BLE001 - no time coordinate: nothing to promote
+        return cube
+    if cube.coord_dims(time):
+        return cube
+    extras = [n for n in _TIME_LIKE if cube.coords(n) and not cube.coord_dims(cube.coord(n))]
+    return iris.util.new_axis(cube, "time", expand_extras=extras)
+
+
+def save_cubes(cubes: Any, out: Path) -> None:
+    """Write ``cubes`` to ``out`` as CF netCDF-4 (the caller renames it into place).
+
+    Parameters
+    ----------
+    cubes : iris.cube.CubeList
+        What a loader produced.
+    out : Path
+        File to write; replaced if it exists.
+    """
+    import iris.cube
+    import iris.fileformats.netcdf
+
+    ready = iris.cube.CubeList(_with_time_dimension(c) for c in cubes)
+    timed = any(c.coords("time", dim_coords=True) for c in ready)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        iris.fileformats.netcdf.save(
+            ready, os.fspath(out),
+            # An unlimited time dimension lets xarray concatenate and append along it.
+            unlimited_dimensions=["time"] if timed else [],
+            fill_value=[_fill_value(c.dtype) for c in ready],
+        )
+
+
+def _fill_value(dtype: Any) -> Any:
+    """netCDF's default fill value for ``dtype``, to be written as an explicit ``_FillValue``.
+
+    iris leaves the attribute out when masked points hold the library default; netCDF4-python
+    still masks them, but xarray decodes only a declared ``_FillValue`` and would hand the
+    radar's no-coverage cells to the regridder as 9.97e36 mm/h.
+    """
+    import netCDF4
+    import numpy as np
+
+    return netCDF4.default_fillvals.get(np.dtype(dtype).str[1:])
