@@ -152,6 +152,11 @@ class SourceConfig(Config):
         description="Product names; the selected members of each are merged into one file "
         "per product and source, e.g. ['rainrate_composite', 'qualityproduct_composite'].",
     )
+    format: str = Field(
+        default="auto",
+        description="Format of the fetched files or archive members: 'auto' (recognised by "
+        "content) or 'netcdf', 'nimrod', 'pp' (UM PP/fieldsfile) or 'grib' to force one.",
+    )
     permanent_exit_codes: Optional[list[int]] = Field(
         default=None,
         description="Archive-client exit statuses that retrying cannot fix (e.g. [2] for moo's "
@@ -190,6 +195,15 @@ class SourceConfig(Config):
     def _sidecar_known(cls, v: Optional[str]) -> Optional[str]:
         if v is not None and v not in ("sha256", "md5"):
             raise ValueError(f"source.checksum_sidecar={v!r} is unknown: use 'sha256' or 'md5'")
+        return v
+
+    @field_validator("format")
+    @classmethod
+    def _format_known(cls, v: str) -> str:
+        from hpc_workflows.formats import FORMATS
+
+        if v != "auto" and v not in FORMATS:
+            raise ValueError(f"source.format={v!r} is unknown: use 'auto' or one of {', '.join(FORMATS)}")
         return v
 
     @field_validator("manifest")

@@ -163,6 +163,13 @@ def preprocess_file(
     if _is_complete(output, input_sha256, digest):
         return PreprocessResult(output=output, skipped=True, seconds=time.perf_counter() - started)
 
+    # Before any work: refuse a truncated, unknown or not-yet-converted file, naming it
+    # (netCDF-C would read a cut netCDF-3 file's missing bytes as zeros). After the skip
+    # check, so a complete output does not need its input any more.
+    from hpc_workflows.formats import check_readable
+
+    check_readable(source, require="netcdf")
+
     target = parse_target_grid(settings.target)
     target_text = json.dumps(settings.target) if isinstance(settings.target, dict) else settings.target
     stamp = {
