@@ -150,6 +150,56 @@ def expected_checksum(source: Source, transport: Transport, settings: FetchSetti
         raise TransferFailed(f"sidecar {redact_url(url)}: {exc}", retryable=False, field="checksum_sidecar") from None
 
 
+class _MismatchPolicy:
+    """What to do after a download disagrees with its expected checksum.
+
+    Downloading the same bytes again and again cannot fix a stale sidecar or a wrong manifest
+    checksum (for the command transport each try is a tape recall), so: re-read the sidecar
+    once; download at most twice for the same expected value; then fail, saying whether the
+    file, the sidecar, or neither changed between attempts.
+    """
+
+    def __init__(self, source: Source, from_sidecar: bool) -> None:
+        self.source = source
+        self.from_sidecar = from_sidecar
+        self.sidecar_reread = False
+        self.expected_seen: list[str] = []
+        self.got: dict[str, list[str]] = {}
+
+    def record(self, expected: str, digests: dict[str, str]) -> None:
+        algorithm, _ = parse_checksum(expected)
+        if expected not in self.expected_seen:
+            self.expected_seen.append(expected)
+        self.got.setdefault(expected, []).append(f"{algorithm}:{digests.get(algorithm)}")
+
+    def should_reread_sidecar(self) -> bool:
+        if self.from_sidecar and not self.sidecar_reread:
+            self.sidecar_reread = True
+            return True
+        return False
+
+    def give_up(self, expected: str) -> str | None:
+        """The final error when ``expected`` has had its two downloads, else None."""
+        got = self.got.get(expected, [])
+        if len(got) < 2:
+            return None
+        origin = "its sidecar" if self.from_sidecar else "the source's checksum"
+        if got[-1] == got[-2]:
+            changed = (
+                f"the file did not change between downloads (both {got[-1]})"
+                + (" and neither did the sidecar" if self.from_sidecar and len(self.expected_seen) == 1 else "")
+                + f": {origin} ({expected}) is wrong or stale, or the file is corrupt at the origin"
+            )
+        else:
+            changed = (
+                f"the file changed between downloads ({got[-2]}, then {got[-1]}) while {origin} "
+                f"stayed {expected}: it is being rewritten at the origin or corrupted in transit"
+            )
+        if len(self.expected_seen) > 1:
+            changed += f"; the sidecar itself changed from {self.expected_seen[0]} to {self.expected_seen[-1]}"
+        return f"checksum mismatch after {sum(len(v) for v in self.got.values())} downloads: {changed}"
+
+
 def _mismatch(expected: str | None, digests: dict[str, str]) -> str | None:
     if expected is None:
         return None
@@ -230,6 +280,7 @@ def _fetch_locked(
     have_expected = False
     checked_existing = False
     resumed_from = 0
+    mismatches = _MismatchPolicy(source, from_sidecar=not source.checksum and bool(settings.checksum_sidecar))
 
     while True:
         attempts += 1
@@ -284,7 +335,21 @@ def _fetch_locked(
             if problem:
                 # Corrupt in transit or at the origin: never keep it, never resume from it.
                 part.unlink(missing_ok=True)
-                raise TransferFailed(problem, retryable=True, field="checksum")
+                assert expected is not None
+                mismatches.record(expected, digests)
+                if mismatches.should_reread_sidecar():
+                    fresh = expected_checksum(source, transport, settings)
+                    if fresh != expected:
+                        log.warning("%s: %s; the sidecar changed from %s to %s, downloading again",
+                                    source.key, problem, expected, fresh)
+                        expected = fresh
+                        continue
+                final_error = mismatches.give_up(expected)
+                if final_error:
+                    raise TransferFailed(final_error, retryable=False, field="checksum")
+                errors.append(problem)
+                log.warning("%s: %s; downloading once more", source.key, problem)
+                continue
             if settings.fsync:
                 fsync_file(part)
             os.replace(part, final)
