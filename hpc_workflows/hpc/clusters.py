@@ -3,7 +3,8 @@
 Reuses ``distributed.LocalCluster`` and dask-jobqueue's ``SLURMCluster``/``PBSCluster``; what is
 added is what a run needs around them: scaling that is always requested, job submission errors
 surfaced, a worker slot resource so a worker runs one step at a time, walltime-derived worker
-lifetimes (drain then close, :mod:`.retirement`), TLS by default on batch systems, and a close that leaves no job behind.
+lifetimes (drain then close, :mod:`.retirement`), TLS by default (local clusters too: loopback is
+shared by every user of the node) and no HTTP routes on local clusters, and a close that leaves no job behind.
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import dask.config
 from distributed import Client, LocalCluster
 from distributed.security import Security
 
 from .batch_jobs import SubmissionLedger, tracked_cluster_class
 from .retirement import JOB_START_ENV, RetireBeforeWalltime
-from .security import security_from_files, temporary_security
+from .security import NO_HTTP_ROUTES, security_from_files, temporary_security
 from .settings import STEP_SLOT, BatchClusterSettings, ExecutorSettings, LocalClusterSettings
 from .walltime import parse_walltime
 
@@ -138,13 +140,15 @@ def _open_local(s: LocalClusterSettings, name: str, n_workers: int) -> RunCluste
         silence_logs=logging.ERROR,
         security=security,
         protocol="tls://" if security else None,
+        config=NO_HTTP_ROUTES,  # to each worker, also ones adapt starts later
     )
     if s.memory_limit:
         kwargs["memory_limit"] = s.memory_limit
     if s.local_directory:
         kwargs["local_directory"] = s.local_directory
     try:
-        cluster = LocalCluster(**kwargs)
+        with dask.config.set(NO_HTTP_ROUTES):  # the scheduler, started here
+            cluster = LocalCluster(**kwargs)
     except Exception as exc:  # noqa: BLE001 - e.g. NotADirectoryError, "Cluster failed to start"
         raise WorkerStartError(
             f"the local Dask workers failed to start ({type(exc).__name__}: {exc}), so no step can "

@@ -4,6 +4,17 @@ from __future__ import annotations
 
 from distributed.security import Security
 
+#: dask config with no HTTP routes on the scheduler or the workers. distributed starts an HTTP
+#: server on each even with the dashboard off (scheduler on 8787 by default), and its default
+#: routes (info pages with worker logs and call stacks, JSON, Prometheus) answer anyone who can
+#: reach the port, with no TLS or authentication: with no routes it answers only 404.
+#: Dotted keys, as ``dask.config.set`` and a Nanny's ``config`` (set in the worker process after
+#: the rest of the config) both take them.
+NO_HTTP_ROUTES: dict[str, list] = {
+    "distributed.scheduler.http.routes": [],
+    "distributed.worker.http.routes": [],
+}
+
 
 def temporary_security() -> Security:
     """Fresh self-signed TLS credentials that live only as long as this run.

@@ -42,7 +42,11 @@ class LocalClusterSettings(_Strict):
     memory_limit: str | None = Field(None, description="Per worker, e.g. '2GiB'; None = auto.")
     local_directory: str | None = Field(None, description="Worker scratch space.")
     resources: dict[str, float] = Field(default_factory=dict, description="Dask resources per worker.")
-    tls: bool = Field(False, description="TLS with temporary credentials (off: loopback, one user).")
+    tls: bool = Field(
+        True,
+        description="TLS with temporary credentials: loopback is open to every user of the node, "
+        "so off lets them run code as you on the workers.",
+    )
 
 
 class BatchClusterSettings(_Strict):

@@ -42,12 +42,13 @@ def test_bad_config_names_the_field_and_the_fix(config, message):
     assert message in str(err.value)
 
 
-def test_defaults_tls_on_for_batch_off_for_local():
+def test_defaults_tls_on_for_batch_and_local():
     batch = validate_executor_settings({"cluster": {"slurm": {}}, "adapt": {"maximum": 4}})
     assert batch.cluster.slurm.tls is True
     assert batch.workers_wanted() == (0, 4)
     local = validate_executor_settings({})
-    assert local.cluster.kind == "local" and local.cluster.local.tls is False
+    # loopback is shared by every user of the node (tests/hpc/test_local_cluster_security.py)
+    assert local.cluster.kind == "local" and local.cluster.local.tls is True
 
 
 def test_resource_tag_is_dagster_dasks_contract():
