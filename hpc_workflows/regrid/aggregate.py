@@ -60,7 +60,7 @@ def aggregate_index(source: SourceGrid, target: TargetGrid) -> np.ndarray:
     ok |= (jy == south.size - 1) & (lat == north[-1])
     iy = order_y[jy_c]
     # Longitude: unwrap from the westernmost target edge.
-    west, east = lon_bounds_increasing(target.lon_bnds)
+    west, east = lon_bounds_increasing(target.lon_bnds, target.lon)
     order_x = np.argsort(west)
     w_sorted, e_sorted = west[order_x], east[order_x]
     rel = w_sorted[0] + np.mod(lon - w_sorted[0], 360.0)

@@ -32,6 +32,8 @@ from hpc_workflows.regrid.areas import area_weighted_mean
 from hpc_workflows.regrid.errors import RegridError
 from hpc_workflows.regrid.grids import SourceGrid, describe_origin, read_source_grid
 from hpc_workflows.regrid.methods import METHODS, build_weights, check_method, provenance_attrs
+from hpc_workflows.regrid.overlap import check_overlap
+from hpc_workflows.regrid.select import VariableInfo, data_variable_names, referenced_names
 from hpc_workflows.regrid.targets import TargetGrid, parse_target_grid
 
 __all__ = ["METHODS", "regrid", "area_weighted_mean", "build_weights"]
@@ -44,17 +46,15 @@ def _spatial_variables(ds: xr.Dataset, variables: list[str] | None) -> list[str]
             raise RegridError(f"{describe_origin(ds)}: variables {missing} not found; "
                               f"available: {sorted(map(str, ds.data_vars))}")
         return list(variables)
-    bounds = {str(v.attrs.get("bounds")) for v in ds.variables.values() if "bounds" in v.attrs}
-    names = [str(v) for v, da in ds.data_vars.items()
-             if da.ndim >= 2 and np.issubdtype(da.dtype, np.number) and str(v) not in bounds
-             and not str(v).endswith(("_bnds", "_bounds"))]
+    # xarray moves a "coordinates" attribute into the encoding when it decodes it.
+    referenced = referenced_names([{**v.encoding, **v.attrs} for v in ds.variables.values()])
+    names = data_variable_names(
+        {str(n): VariableInfo(tuple(map(str, da.dims)), da.attrs, da.dtype, da.size)
+         for n, da in ds.data_vars.items()}, referenced, set(map(str, ds.dims)))
     if not names:
         raise RegridError(f"{describe_origin(ds)}: no numeric data variable with 2 or more "
-                          "dimensions to regrid")
-    # Default: the variables on the horizontal dims of the largest one (others, e.g. a
-    # (time, nv) table, are carried over unchanged instead of failing the call).
-    largest = max(names, key=lambda n: ds[n].size)
-    return [n for n in names if ds[n].dims[-2:] == ds[largest].dims[-2:]]
+                          "dimensions to regrid (cell bounds and coordinates are not data)")
+    return names
 
 
 def _target_coords(target: TargetGrid) -> dict[str, Any]:
@@ -138,9 +138,8 @@ def regrid(
         from hpc_workflows.regrid.aggregate import aggregate_dataarray, aggregate_index
 
         index = aggregate_index(grid, tgt)
-        if not np.any(index >= 0):
-            raise RegridError(f"{describe_origin(ds, names[0])}: the target grid "
-                              f"({tgt.spec}) does not overlap the source grid")
+        check_overlap(grid, tgt, method, bool(np.any(index >= 0)),
+                      describe_origin(ds, names[0]))
         from hpc_workflows.regrid.weights import weights_key
 
         key = weights_key(grid.grid_hash(), tgt.grid_hash(), "aggregate")
@@ -151,9 +150,8 @@ def regrid(
                 bands=bands, min_valid_fraction=min_valid_fraction))
     else:
         w = build_weights(grid, tgt, method, weights_dir)
-        if not np.any(w.coverage() > 0):
-            raise RegridError(f"{describe_origin(ds, names[0])}: the target grid "
-                              f"({tgt.spec}) does not overlap the source grid")
+        check_overlap(grid, tgt, method, bool(np.any(w.coverage() > 0)),
+                      describe_origin(ds, names[0]))
         from hpc_workflows.regrid.apply import apply_weights
 
         key = w.key

@@ -118,7 +118,7 @@ def _latlon(source: SourceGrid, target: TargetGrid) -> Weights:
                     source.lon.size)
     else:
         s_u, t_u = _unwrap_lon(source.lon, target.lon)
-        west, east = lon_bounds_increasing(source.lon_bnds)
+        west, east = lon_bounds_increasing(source.lon_bnds, source.lon)
         first = float(west[0]) if source.lon[0] <= source.lon[-1] else float(west[-1])
         first = s_u.min() - np.mod(s_u.min() - first, 360.0)  # west edge on the s_u axis
         # Unwrap targets from the west *edge* so points in the western half cell stay there.

@@ -65,14 +65,18 @@ def lat_overlap_factor(target_bnds: np.ndarray, source_bnds: np.ndarray) -> sp.c
     return _to_csr(rows, cols, vals, (t.shape[0], s.shape[0]))
 
 
-def lon_overlap_factor(target_bnds: np.ndarray, source_bnds: np.ndarray) -> sp.csr_matrix:
+def lon_overlap_factor(target_bnds: np.ndarray, source_bnds: np.ndarray,
+                       target_lon: np.ndarray | None = None,
+                       source_lon: np.ndarray | None = None) -> sp.csr_matrix:
     """Longitude factor ``B`` (n_target x n_source) of the conservative weights.
 
     ``B[j, l]`` is the fraction of target column ``j``'s width covered by source column
-    ``l``, comparing cells modulo 360 degrees (periodic).
+    ``l``, comparing cells modulo 360 degrees (periodic). The cell centres, when given,
+    settle which way round a cell wider than 180 degrees goes (see
+    :func:`~hpc_workflows.regrid.grids.lon_bounds_increasing`).
     """
-    tw, te = lon_bounds_increasing(target_bnds)  # west in [0, 360), east = west + width
-    sw, se = lon_bounds_increasing(source_bnds)
+    tw, te = lon_bounds_increasing(target_bnds, target_lon)  # west in [0, 360)
+    sw, se = lon_bounds_increasing(source_bnds, source_lon)
     width = te - tw
     rows, cols, vals = [], [], []
     block = max(1, _BLOCK_ELEMENTS // max(1, 3 * sw.size))

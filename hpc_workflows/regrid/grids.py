@@ -163,17 +163,26 @@ def derive_bounds(centres: np.ndarray, *, clip: tuple[float, float] | None = Non
     return np.stack([edges[:-1], edges[1:]], axis=1)
 
 
-def lon_bounds_increasing(lon_bnds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def lon_bounds_increasing(lon_bnds: np.ndarray, centres: np.ndarray | None = None
+                          ) -> tuple[np.ndarray, np.ndarray]:
     """West/east edges with east > west for each cell, west normalised to [0, 360).
 
     A cell given as (359.5, 0.5) becomes (359.5, 360.5); the order of the two edges in the
-    file does not matter for cells narrower than 180 degrees.
+    file does not matter. Which way round a cell goes is decided by its ``centres`` when
+    given (the cell is the arc between the edges that holds its centre, so a single cell
+    (0, 200) centred on 100 is 200 wide, not 160), else by taking the shorter arc. A cell
+    360 degrees wide is the whole circle either way.
     """
     b = np.asarray(lon_bnds, dtype=np.float64)
     lo = np.minimum(b[:, 0], b[:, 1])
     hi = np.maximum(b[:, 0], b[:, 1])
     width = hi - lo
-    crossing = width > 180.0
+    if centres is None:
+        crossing = width > 180.0
+    else:
+        rel = lo + np.mod(np.asarray(centres, dtype=np.float64) - lo, 360.0)
+        crossing = rel > hi + 1e-9
+    crossing &= width < 360.0 - 1e-9
     west = np.where(crossing, hi, lo)
     width = np.where(crossing, 360.0 - width, width)
     west = np.mod(west, 360.0)

@@ -18,7 +18,7 @@ def _build_conservative(source: SourceGrid, target: TargetGrid) -> Weights:
     from hpc_workflows.regrid.conservative import lat_overlap_factor, lon_overlap_factor
 
     a = lat_overlap_factor(target.lat_bnds, source.lat_bnds)
-    b = lon_overlap_factor(target.lon_bnds, source.lon_bnds)
+    b = lon_overlap_factor(target.lon_bnds, source.lon_bnds, target.lon, source.lon)
     return Weights("conservative", "", source.shape, target.shape, a, b)
 
 

@@ -43,7 +43,7 @@ __all__ = ["nearest_weights"]
 
 def _inside_latlon(source: SourceGrid, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
     ok = (lat >= np.min(source.lat_bnds)) & (lat <= np.max(source.lat_bnds))
-    west, east = lon_bounds_increasing(source.lon_bnds)
+    west, east = lon_bounds_increasing(source.lon_bnds, source.lon)
     extent = float(np.sum(east - west))
     if abs(extent - 360.0) < 1e-6:
         return ok

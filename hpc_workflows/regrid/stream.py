@@ -36,6 +36,8 @@ from hpc_workflows.netcdf_lock import NETCDF_LOCK
 from hpc_workflows.netcdf_read import read_into
 from hpc_workflows.regrid.errors import GridError, RegridError
 from hpc_workflows.regrid.grids import SourceGrid, _is_lat, _is_lon, derive_bounds
+from hpc_workflows.regrid.overlap import check_overlap
+from hpc_workflows.regrid.select import VariableInfo, data_variable_names, referenced_names
 from hpc_workflows.regrid.targets import TargetGrid, parse_target_grid
 from hpc_workflows.write.flush import WriteBehind
 
@@ -93,16 +95,15 @@ def _select(nc: Any, variables: list[str] | None, src: Path) -> list[str]:
             raise RegridError(f"file {str(src)!r}: variables {missing} not found; available: "
                               f"{sorted(nc.variables)}")
         return list(variables)
-    dim_names = set(nc.dimensions)
-    bounds = {str(_attrs(v).get("bounds")) for v in nc.variables.values()}
-    names = [n for n, v in nc.variables.items()
-             if v.ndim >= 2 and n not in dim_names and n not in bounds
-             and not n.endswith(("_bnds", "_bounds")) and np.issubdtype(v.dtype, np.number)]
+    attrs = {n: _attrs(v) for n, v in nc.variables.items()}
+    names = data_variable_names(
+        {n: VariableInfo(tuple(v.dimensions), attrs[n], v.dtype, v.size)
+         for n, v in nc.variables.items()},
+        referenced_names(list(attrs.values())), set(nc.dimensions))
     if not names:
-        raise RegridError(f"file {str(src)!r}: no numeric variable with 2 or more dimensions")
-    # Same default as regrid(): the variables on the horizontal dims of the largest one.
-    largest = max(names, key=lambda n: nc[n].size)
-    return [n for n in names if nc[n].dimensions[-2:] == nc[largest].dimensions[-2:]]
+        raise RegridError(f"file {str(src)!r}: no numeric variable with 2 or more dimensions "
+                          "to regrid (cell bounds and coordinates are not data)")
+    return names
 
 
 def _read_block(var: Any, i0: int, i1: int, out_dtype: np.dtype,
@@ -270,9 +271,8 @@ def _weights_kernel(grid, tgt, method, weights_dir, min_valid_fraction, src, fir
     from hpc_workflows.regrid.methods import build_weights
 
     w = build_weights(grid, tgt, method, weights_dir)
-    if not np.any(w.coverage() > 0):
-        raise RegridError(f"file {str(src)!r}, variable {first!r}: the target grid "
-                          f"({tgt.spec}) does not overlap the source grid")
+    check_overlap(grid, tgt, method, bool(np.any(w.coverage() > 0)),
+                  f"file {str(src)!r}, variable {first!r}")
 
     def kernel(block: np.ndarray) -> np.ndarray:
         return apply_weights_numpy(block, w, min_valid_fraction)
@@ -293,9 +293,8 @@ def _aggregate_kernel(grid, tgt, statistics, bands, min_valid_fraction, src, fir
 
     band_list = check_request(statistics, bands, min_valid_fraction)
     index = aggregate_index(grid, tgt)
-    if not np.any(index >= 0):
-        raise RegridError(f"file {str(src)!r}, variable {first!r}: the target grid "
-                          f"({tgt.spec}) does not overlap the source grid")
+    check_overlap(grid, tgt, "aggregate", bool(np.any(index >= 0)),
+                  f"file {str(src)!r}, variable {first!r}")
     plan = AggregationPlan(index, tgt.shape[0] * tgt.shape[1])
     shape = tgt.shape
 

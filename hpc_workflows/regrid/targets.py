@@ -74,6 +74,30 @@ class TargetGrid:
     geodetic: str = WGS84
     _hash: list[str] = field(default_factory=list, repr=False)
 
+    def __post_init__(self) -> None:
+        # An invalid grid must be refused here: NaN bounds otherwise give no overlap with
+        # anything, and the user is told the grids do not overlap.
+        for name, arr, shape in (("lat", self.lat, (self.lat.size,)),
+                                 ("lon", self.lon, (self.lon.size,)),
+                                 ("lat_bnds", self.lat_bnds, (self.lat.size, 2)),
+                                 ("lon_bnds", self.lon_bnds, (self.lon.size, 2))):
+            a = np.asarray(arr)
+            if a.shape != shape:
+                per_cell = "pair of edges" if "bnds" in name else "centre"
+                raise GridError(f"target grid ({self.spec}) is invalid: {name} has shape "
+                                f"{a.shape}, expected {shape} (one {per_cell} per cell)")
+            bad = ~np.isfinite(a.astype(np.float64))
+            if bad.any():
+                cells = np.unique(np.nonzero(bad)[0])
+                raise GridError(
+                    f"target grid ({self.spec}) is invalid: {name} has {int(bad.sum())} "
+                    f"missing (NaN) or infinite values (cells {cells[:5].tolist()}"
+                    f"{' ...' if cells.size > 5 else ''}); give finite values, or remove the "
+                    "bounds so they are derived from the cell centres")
+        if np.any(np.abs(self.lat_bnds) > 90.0 + 1e-9):
+            raise GridError(f"target grid ({self.spec}) is invalid: lat_bnds outside "
+                            "[-90, 90]")
+
     @property
     def shape(self) -> tuple[int, int]:
         """(nlat, nlon)."""
