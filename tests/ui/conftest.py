@@ -14,6 +14,7 @@ import pytest
 
 from tests.conftest import REPO
 from tests.hpc.conftest import wait_until
+from tests.ui.sshd import free_port, private_sshd  # noqa: F401 - fixture for tests/ui
 
 PROBE = Path(__file__).with_name("probe.py")
 QUERY = "{ repositoriesOrError { ... on RepositoryConnection { nodes { jobs { name } } } } }"
@@ -26,6 +27,7 @@ class RunningUi:
     state_dir: Path
     socket_path: Path | None
     port: int | None
+    tunnel: str  # the printed ssh command
 
     @property
     def url_file(self) -> Path:
@@ -55,13 +57,15 @@ def start_ui(tmp: Path, *args: str) -> RunningUi:
                    check=True, capture_output=True, timeout=60)
     with open(log, "w") as out:
         proc = subprocess.Popen([sys.executable, "-m", "hpc_workflows.cli", "ui", "--login-host", "login.test",
-                                 "--local-port", "18080", *args],
+                                 "--local-port", str(free_port()), *args],
                                 cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
     text = wait_until(lambda: proc.poll() is None and "e.g. ssh" in (t := log.read_text()) and t
                       or (proc.poll() is not None and pytest.fail(log.read_text())), 60, "the UI banner")
     sock = re.search(r"unix socket (\S+),", text)
+    tunnel = re.search(r"^\s+(ssh -N -L .+)$", text, re.M)
     port = re.search(r"\(\S+:(\d+), token required\)", text)
-    return RunningUi(proc, log, state, Path(sock[1]) if sock else None, int(port[1]) if port else None)
+    return RunningUi(proc, log, state, Path(sock[1]) if sock else None, int(port[1]) if port else None,
+                     tunnel[1])
 
 
 def stop_ui(ui: RunningUi) -> None:
@@ -73,7 +77,7 @@ def stop_ui(ui: RunningUi) -> None:
         ui.proc.wait()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def socket_ui(tmp_path_factory):
     """The UI on its default Unix socket."""
     ui = start_ui(tmp_path_factory.mktemp("socket_ui"))
@@ -83,7 +87,7 @@ def socket_ui(tmp_path_factory):
         stop_ui(ui)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def tcp_ui(tmp_path_factory):
     """The UI exposed on TCP 127.0.0.1 (what HPCW_UI_EXPOSE does with the node's name)."""
     ui = start_ui(tmp_path_factory.mktemp("tcp_ui"), "--host", "127.0.0.1")
