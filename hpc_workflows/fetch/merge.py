@@ -53,7 +53,7 @@ def _check_distinct_times(opened: list[xr.Dataset], paths: list[Path]) -> None:
     """Raise ValueError naming both members when two give the same time step."""
     from xarray.coding.times import decode_cf_datetime
 
-    seen: dict[object, Path] = {}
+    seen: dict[str, Path] = {}
     for ds, path in zip(opened, paths):
         if "time" not in ds.variables:
             continue
@@ -64,7 +64,7 @@ def _check_distinct_times(opened: list[xr.Dataset], paths: list[Path]) -> None:
             values = decode_cf_datetime(raw, units, ds["time"].attrs.get("calendar"))
         except (ValueError, TypeError, OverflowError):
             values = np.array([f"{v} {units}" for v in raw.tolist()])
-        for value in values.tolist():
+        for value in map(str, values):  # ISO text: one key for datetime64 and cftime alike
             if value in seen:
                 raise ValueError(
                     f"merge_daily: archive members {seen[value].name} and {path.name} both hold "

@@ -92,6 +92,27 @@ def save_cubes(cubes: Any, out: Path) -> None:
             unlimited_dimensions=["time"] if timed else [],
             fill_value=[_fill_value(c.dtype) for c in ready],
         )
+    _fix_grid_mappings(out)
+
+
+def _fix_grid_mappings(path: Path) -> None:
+    """Correct what iris 3.14's saver writes that is not CF.
+
+    For a polar stereographic grid iris writes the latitude of true scale as
+    ``true_scale_lat``, a name CF does not have; CF readers (pyproj, cartopy, CDO, iris's own
+    loader, which looks for ``standard_parallel``) then assume true scale at the pole, and
+    place the GRIB sample's first point 3.3 degrees of latitude away from where ecCodes puts it.
+    """
+    import netCDF4
+
+    from hpc_workflows.netcdf_lock import NETCDF_LOCK
+
+    with NETCDF_LOCK, netCDF4.Dataset(path, "a") as nc:
+        for var in nc.variables.values():
+            attrs = var.ncattrs()
+            if getattr(var, "grid_mapping_name", None) == "polar_stereographic" and "true_scale_lat" in attrs:
+                var.setncattr("standard_parallel", var.getncattr("true_scale_lat"))
+                var.delncattr("true_scale_lat")
 
 
 def _fill_value(dtype: Any) -> Any:

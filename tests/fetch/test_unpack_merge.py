@@ -140,3 +140,88 @@ def test_remove_workdir_keeps_outputs(tmp_path):
     with pytest.raises(ValueError, match="refusing"):
         remove_workdir(tmp_path, keep=[kept])
     assert kept.exists()
+
+
+# --- issue 16 point 6: members that cannot be read, or share timestamps, are named --------
+
+
+def test_unreadable_member_is_named_with_the_formats_tried(tmp_path):
+    files = unpack(_day_tar(tmp_path), tmp_path / "work", ["*rainrate*"])
+    bad = files[1]
+    bad.write_bytes(np.random.default_rng(3).bytes(5000))  # a member damaged in the archive
+    with pytest.raises(ValueError) as info:
+        merge_daily(files, tmp_path / "m.nc")
+    msg = str(info.value)
+    assert bad.name in msg and "NIMROD" in msg and "GRIB" in msg
+    assert "engine" not in msg
+    assert not (tmp_path / "m.nc").exists()
+
+
+def test_members_sharing_a_timestamp_are_named(tmp_path):
+    scratch = tmp_path / "s"
+    scratch.mkdir()
+    first = tmp_path / "a_1200.nc"
+    first.write_bytes(_netcdf_bytes(scratch, "rainrate_composite", 12))
+    again = tmp_path / "b_1205.nc"  # another member holding 12:05 again (and 12:10)
+    again.write_bytes(_netcdf_bytes(scratch, "rainrate_composite", 12))
+    with pytest.raises(ValueError) as info:
+        merge_daily([first, again], tmp_path / "m.nc")
+    msg = str(info.value)
+    assert "a_1200.nc" in msg and "b_1205.nc" in msg and "2020-02-14" in msg
+    assert not (tmp_path / "m.nc").exists()
+
+
+# --- issue 15: archive members in NIMROD and PP are merged like netCDF ones -----------------
+
+
+def _nimrod_day_tar(tmp: Path, hours=(12, 0, 6)) -> Path:
+    """A day's tar of gzipped NIMROD files, two products, 5-minute steps, out of order."""
+    import datetime as dt
+
+    from tests.formats.nimrod_files import nimrod_bytes
+
+    path = tmp / "20200214.tar"
+    with tarfile.open(path, "w") as tar:
+        for product, code in (("rainrate_composite", 213), ("qualityproduct_composite", 214)):
+            for hour in hours:
+                for minute in (0, 5):
+                    data = np.full((5, 6), hour * 32 + minute, "int16")
+                    data[0, :2] = -1
+                    raw = gzip.compress(nimrod_bytes(
+                        data, validity=dt.datetime(2020, 2, 14, hour, minute), field_code=code))
+                    info = tarfile.TarInfo(f"nimrod/{hour:02d}/{hour:02d}{minute:02d}_{product}.dat.gz")
+                    info.size = len(raw)
+                    tar.addfile(info, io.BytesIO(raw))
+    return path
+
+
+def test_nimrod_members_are_converted_and_merged(tmp_path):
+    from tests.formats.nimrod_files import read_nimrod
+
+    files = unpack(_nimrod_day_tar(tmp_path), tmp_path / "work", ["*rainrate*"])
+    assert len(files) == 6
+    out = merge_daily(files, tmp_path / "merged" / "rainrate_composite_20200214.nc")
+    with xr.open_dataset(out) as ds:
+        (name,) = [n for n in ds.data_vars if ds[n].ndim == 3]
+        assert ds.sizes["time"] == 6 and pd.Index(ds.time.values).is_monotonic_increasing
+        assert ds.time.values[0] == np.datetime64("2020-02-14T00:00")
+        assert ds["forecast_reference_time"].dims == ("time",)
+        for step, path in enumerate(sorted(files, key=lambda f: read_nimrod(f)["validity"])):
+            np.testing.assert_array_equal(ds[name].values[step], read_nimrod(path)["data"])
+        assert ds[name].attrs["units"] == "mm/h" and "grid_mapping" in ds[name].attrs
+    # The conversions were scratch: only the merged file is left.
+    assert sorted(p.name for p in (tmp_path / "merged").iterdir()) == ["rainrate_composite_20200214.nc"]
+
+
+def test_pp_members_are_merged_along_time(tmp_path):
+    import iris_sample_data
+
+    um = Path(iris_sample_data.__file__).parent / "sample_data" / "UM"
+    members = sorted(um.glob("northward_sea_ice_velocity.1890.0[1-3]*.pp"))
+    assert len(members) == 3
+    out = merge_daily(members[::-1], tmp_path / "m.nc", format="pp")
+    with xr.open_dataset(out, decode_times=xr.coders.CFDatetimeCoder(use_cftime=True)) as ds:
+        assert ds.sizes["time"] == 3
+        assert [t.month for t in ds.time.values] == [1, 2, 3]
+        assert ds["northward_sea_ice_velocity"].attrs["units"] == "m s-1"
+        assert ds[ds.time.attrs["bounds"]].shape == (3, 2)

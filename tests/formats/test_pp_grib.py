@@ -1,0 +1,85 @@
+"""PP and GRIB2 sample files (iris-sample-data) to CF netCDF, checked against independent
+readings: a numpy parse of the PP header and data, and ecCodes' own decoding of the GRIB."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pyproj
+import xarray as xr
+
+from hpc_workflows.formats import check_readable, detect, to_netcdf
+
+
+def _pp_field(path):
+    """The first PP field by the UMDP F3 layout: 45 int words, 19 real words, then data."""
+    raw = path.read_bytes()
+    ints = np.frombuffer(raw, ">i4", count=45, offset=4)
+    reals = np.frombuffer(raw, ">f4", count=19, offset=4 + 45 * 4)
+    rows, cols, lbpack = int(ints[17]), int(ints[18]), int(ints[20])
+    assert lbpack == 0, "the sample is unpacked; a packed field would need WGDOS decoding"
+    data = np.frombuffer(raw, ">f4", count=rows * cols, offset=4 + 256 + 4 + 4).reshape(rows, cols)
+    bzy, bdy, bzx, bdx, bmdi = (float(reals[i]) for i in (13, 14, 15, 16, 17))
+    return {
+        "data": np.where(data == bmdi, np.nan, data),
+        "lat": bzy + bdy * np.arange(1, rows + 1),
+        "lon": bzx + bdx * np.arange(1, cols + 1),
+        "t1": tuple(int(v) for v in ints[0:5]),  # LBYR..LBMIN: start of the meaning period
+        "t2": tuple(int(v) for v in ints[6:11]),  # LBYRD..LBMIND: its end
+        "calendar": {1: "proleptic_gregorian", 2: "360_day"}.get(int(ints[12]) % 10),
+    }
+
+
+def test_pp_converts_with_values_grid_time_and_calendar(tmp_path, sample_data):
+    src = tmp_path / "surface_temperature.nc"  # a misleading name on purpose
+    shutil.copyfile(sample_data / "air_temp.pp", src)
+    assert detect(src) == "pp" and check_readable(src) == "pp"
+    out = tmp_path / "pp.nc"
+    assert to_netcdf(src, out) == "pp"
+    truth = _pp_field(src)
+    with xr.open_dataset(out, decode_times=xr.coders.CFDatetimeCoder(use_cftime=True)) as ds:
+        da = ds["air_temperature"]
+        assert da.attrs["units"] == "K" and da.attrs["standard_name"] == "air_temperature"
+        np.testing.assert_array_equal(da.values[0], truth["data"])
+        np.testing.assert_allclose(ds["latitude"].values, truth["lat"], atol=1e-4)
+        np.testing.assert_allclose(ds["longitude"].values, truth["lon"], atol=1e-4)
+        assert ds["time"].encoding["calendar"] == truth["calendar"] == "360_day"
+        bounds = ds[ds["time"].attrs["bounds"]].values[0]
+        assert [(b.year, b.month, b.day, b.hour, b.minute) for b in bounds] == [truth["t1"], truth["t2"]]
+        assert "forecast_reference_time" in ds.coords and ds["forecast_reference_time"].dims == ("time",)
+        assert float(ds["pressure"]) == 1000.0 and ds["pressure"].attrs["units"] == "hPa"
+        assert "time: mean" in da.attrs["cell_methods"]
+
+
+def test_grib2_converts_as_eccodes_decodes_it(tmp_path, sample_data):
+    import eccodes
+
+    src = sample_data / "polar_stereo.grib2"
+    assert detect(src) == "grib" and check_readable(src) == "grib"
+    out = tmp_path / "grib.nc"
+    assert to_netcdf(src, out) == "grib"
+    with open(src, "rb") as fh:
+        gid = eccodes.codes_grib_new_from_file(fh)
+        try:
+            key = lambda k: eccodes.codes_get(gid, k)  # noqa: E731
+            nx, ny = key("Nx"), key("Ny")
+            assert key("jScansPositively") == 1 and key("iScansNegatively") == 0
+            values = eccodes.codes_get_values(gid).reshape(ny, nx)
+            first = (key("longitudeOfFirstGridPointInDegrees"), key("latitudeOfFirstGridPointInDegrees"))
+            dx, date, hour, step = key("DxInMetres"), str(key("dataDate")), key("dataTime"), key("forecastTime")
+        finally:
+            eccodes.codes_release(gid)
+    with xr.open_dataset(out) as ds:
+        da = ds["air_temperature"]
+        assert da.attrs["units"] == "K"
+        np.testing.assert_allclose(da.values[0], values, rtol=0, atol=1e-6)
+        x, y = ds["projection_x_coordinate"].values, ds["projection_y_coordinate"].values
+        np.testing.assert_allclose(np.diff(x), dx)
+        crs = pyproj.CRS.from_cf(ds[da.attrs["grid_mapping"]].attrs)
+        lon, lat = pyproj.Transformer.from_crs(crs, crs.geodetic_crs, always_xy=True).transform(x[0], y[0])
+        np.testing.assert_allclose([lon % 360, lat], first, atol=1e-5)
+        reference = np.datetime64(f"{date[:4]}-{date[4:6]}-{date[6:]}T{hour // 100:02d}:{hour % 100:02d}")
+        assert ds["forecast_reference_time"].values[0] == reference
+        assert ds["time"].values[0] == reference + np.timedelta64(step, "h")
+        assert int(ds["forecast_period"].values[0]) == step
