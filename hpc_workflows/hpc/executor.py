@@ -30,6 +30,7 @@ Example run config::
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import queue
 import sys
@@ -55,6 +56,10 @@ from .worker_step import run_step
 _POLL = 0.05  # seconds the loop blocks on futures; bounds the latency added per step
 _WORKER_CHECK = 1.0  # seconds between checks that some worker is (or can be) there
 
+
+#: Op tag: ``{"hpc_workflows/run_on": "coordinator"}`` runs the op's steps in the run's own
+#: process (planning, summaries: small files, no heavy work), not on a Dask worker.
+COORDINATOR_TAG = "hpc_workflows/run_on"
 
 #: dagster-dask's op tag for per-op Dask resources (JSON), e.g. ``{"GPU": 1}``.
 DASK_RESOURCE_REQUIREMENTS_KEY = "dagster-dask/resource_requirements"
@@ -87,6 +92,23 @@ class NoWorkerError(RuntimeError):
     """No Dask worker connected, or none can: the run cannot make progress."""
 
 
+class _LazyCluster:
+    """The run's cluster, opened on first use (see ``HpcDaskExecutor._orchestrate``)."""
+
+    def __init__(self, settings: ExecutorSettings, name: str):
+        self.settings, self.name = settings, name
+        self.rc: RunCluster | None = None
+
+    def open(self) -> RunCluster:
+        if self.rc is None:
+            self.rc = open_cluster(self.settings, self.name)
+        return self.rc
+
+    def close(self) -> None:
+        if self.rc is not None:
+            self.rc.close()
+
+
 class HpcDaskExecutor(Executor):
     """Steps on Dask workers, with scaling, retries, skips, isolation, TLS and clean teardown."""
 
@@ -106,22 +128,15 @@ class HpcDaskExecutor(Executor):
                 "the HPC executor needs a persistent Dagster instance shared with the workers: "
                 "set DAGSTER_HOME to a folder on a filesystem all nodes see (docs/production.md)"
             )
-        run_id = plan_context.run_id
-        name = f"dagster-{run_id[:8]}"
-        yield DagsterEvent.engine_event(
-            plan_context,
-            f"Starting {self.settings.cluster.kind} Dask cluster {name} "
-            f"(workers min/max {self.settings.workers_wanted()})",
-            EngineEventData(),
-        )
-        rc = open_cluster(self.settings, name)
+        cluster = _LazyCluster(self.settings, f"dagster-{plan_context.run_id[:8]}")
         try:
-            yield from self._orchestrate(plan_context, execution_plan, rc)
+            yield from self._orchestrate(plan_context, execution_plan, cluster)
         finally:
-            rc.close()
+            cluster.close()
 
     def _orchestrate(
-        self, plan_context: PlanOrchestrationContext, execution_plan: ExecutionPlan, rc: RunCluster
+        self, plan_context: PlanOrchestrationContext, execution_plan: ExecutionPlan,
+        cluster: _LazyCluster,
     ) -> Iterator[DagsterEvent]:
         run_id = plan_context.run_id
         recon_job = plan_context.reconstructable_job
@@ -131,10 +146,16 @@ class HpcDaskExecutor(Executor):
         waiting_since: float | None = None
         next_worker_check = 0.0
         finished: queue.Queue[distributed.Future] = queue.Queue()  # filled by done-callbacks
+        # Steps of ops tagged COORDINATOR_TAG run here, in threads; the cluster (and its
+        # batch jobs) is opened only when a step that needs a worker is ready, so a run whose
+        # plan finds nothing to do never queues a worker job.
+        rc: RunCluster | None = None
+        local: dict[concurrent.futures.Future, str] = {}
+        coordinator = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="hpcw-coordinator")
 
         with ActiveExecution(execution_plan, retry_mode=self.retries) as active:
             try:
-                while not active.is_complete or running:
+                while not active.is_complete or running or local:
                     if active.check_for_interrupts():
                         active.mark_interrupted()
                         yield DagsterEvent.engine_event(
@@ -146,6 +167,24 @@ class HpcDaskExecutor(Executor):
 
                     for step in active.get_steps_to_execute():
                         step_context = plan_context.for_step(step)
+                        if step.tags.get(COORDINATOR_TAG) == "coordinator":
+                            attempts[step.key] = attempts.get(step.key, 0) + 1
+                            local_future = coordinator.submit(
+                                run_step, recon_job, plan_context.dagster_run,
+                                plan_context.run_config, step.key, instance_ref, self.retries,
+                                active.get_known_state(), execution_plan.repository_load_data,
+                            )
+                            local[local_future] = step.key
+                            local_future.add_done_callback(finished.put)
+                            continue
+                        if rc is None:
+                            yield DagsterEvent.engine_event(
+                                plan_context,
+                                f"Starting {self.settings.cluster.kind} Dask cluster {cluster.name} "
+                                f"(workers min/max {self.settings.workers_wanted()})",
+                                EngineEventData(),
+                            )
+                            rc = cluster.open()
                         try:
                             wanted = {**rc.step_resources, **dask_resource_requirements(step.tags)}
                             lacking = missing_resources(wanted, rc.worker_resources)
@@ -179,16 +218,16 @@ class HpcDaskExecutor(Executor):
                         future.add_done_callback(finished.put)
                     yield from active.concurrency_event_iterator(plan_context)
 
-                    if running:
+                    if running or local:
                         done = _drain(finished, timeout=_POLL)
                         for future in done:
-                            step_key = running.pop(future, None)
+                            step_key = running.pop(future, None) or local.pop(future, None)
                             if step_key is None:
                                 continue
                             yield from self._finish(plan_context, active, future, step_key)
                         if done:
                             waiting_since = None
-                        elif time.monotonic() >= next_worker_check:
+                        elif rc is not None and running and time.monotonic() >= next_worker_check:
                             next_worker_check = time.monotonic() + _WORKER_CHECK
                             waiting_since = self._check_workers(rc, waiting_since)
                     elif not active.is_complete:
@@ -196,14 +235,15 @@ class HpcDaskExecutor(Executor):
 
                     yield from active.plan_events_iterator(plan_context)
             finally:
-                for future in running:
+                for future in [*running, *local]:
                     future.cancel()
+                coordinator.shutdown(wait=False)
 
     def _finish(
         self,
         plan_context: PlanOrchestrationContext,
         active: ActiveExecution,
-        future: distributed.Future,
+        future: distributed.Future | concurrent.futures.Future,
         step_key: str,
     ) -> Iterator[DagsterEvent]:
         try:
@@ -219,7 +259,8 @@ class HpcDaskExecutor(Executor):
             yield event
             active.handle_event(event)
         else:
-            future.release()  # free the worker's copy now: a draining worker waits for it
+            if isinstance(future, distributed.Future):
+                future.release()  # free the worker's copy now: a draining worker waits for it
             for event in events:
                 yield event
                 active.handle_event(event)

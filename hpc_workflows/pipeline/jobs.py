@@ -12,17 +12,11 @@ from typing import Any
 from dagster import ConfigMapping, DagsterInvalidConfigError, graph
 
 from hpc_workflows.config import ConfigValidationError, WorkflowConfig, validate_workflow_config
-from hpc_workflows.pipeline.ops import (
-    clean_extract_folder,
-    fetch_source_op,
-    plan_sources_op,
-    regrid_and_write_op,
-    summarise_op,
-)
+from hpc_workflows.pipeline.ops import plan_sources_op, process_batch_op, summarise_op
 
 __all__ = ["fetch_and_regrid_graph", "OP_NAMES"]
 
-OP_NAMES = ("plan_sources", "fetch_source", "regrid_and_write", "summarise")
+OP_NAMES = ("plan_sources", "process_batch", "summarise")
 
 
 def _map_config(raw: dict[str, Any]) -> dict[str, Any]:
@@ -44,8 +38,7 @@ workflow_config_mapping = ConfigMapping(
 
 @graph(name="fetch_and_regrid_graph", config=workflow_config_mapping)
 def fetch_and_regrid_graph():
-    """Plan sources for the window → fetch each (fan-out) → regrid and write each → summary."""
-    sources = plan_sources_op()
-    fetched = sources.map(fetch_source_op.with_hooks({clean_extract_folder}))
-    written = fetched.map(regrid_and_write_op)
-    summarise_op(written.collect())
+    """Plan (skip what the ledger finds complete) → one step per batch of files → summary."""
+    batches, plan = plan_sources_op()
+    written = batches.map(process_batch_op)
+    summarise_op(plan, written.collect())

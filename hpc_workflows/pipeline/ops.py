@@ -1,15 +1,18 @@
-"""Ops of the fetch-and-regrid workflow. Each is a thin wrapper over a library function.
+"""Ops of the fetch-and-regrid workflow: plan → one step per batch of files → summary.
 
-Every op takes the whole validated :class:`~hpc_workflows.config.WorkflowConfig` (the job's
-config mapping hands the same config to all of them), so there is one place where the run is
-described and one place where it is validated.
+Each op is a thin wrapper over :mod:`hpc_workflows.batching` (plain Python). A Dagster step
+costs ~0.15 s of orchestration and ~10 run events, so files are not steps: a step processes a
+batch of files, pipelined, and reports per-file status in its output metadata. Every op takes
+the whole validated :class:`~hpc_workflows.config.WorkflowConfig` (the job's config mapping
+hands the same config to all of them).
 """
 
 
 import json
-import shutil
+import logging
+import math
+import queue
 import time
-from pathlib import Path
 from typing import Any
 
 from dagster import (
@@ -17,178 +20,198 @@ from dagster import (
     DynamicOut,
     DynamicOutput,
     Failure,
-    HookContext,
     Jitter,
     MetadataValue,
     OpExecutionContext,
+    Out,
     Output,
     RetryPolicy,
-    failure_hook,
     op,
 )
 
-from hpc_workflows.config import WorkflowConfig
-from hpc_workflows.fetch import FetchError, Source, fetch, merge_daily, sha256_file, unpack
-from hpc_workflows.fetch.errors import redact_url
-from hpc_workflows.pipeline.settings import fetch_settings, planned_sources, preprocess_settings, unpack_limits
-from hpc_workflows.preprocess import preprocess_file
+from hpc_workflows.batching import FileResult, Progress, plan_work, run_batch
+from hpc_workflows.batching.files import complete_result
+from hpc_workflows.config import BatchingConfig, WorkflowConfig
+from hpc_workflows.fetch import Source
+from hpc_workflows.hpc.executor import COORDINATOR_TAG
+from hpc_workflows.pipeline.settings import batch_job, planned_sources
 
-__all__ = ["plan_sources_op", "fetch_source_op", "regrid_and_write_op", "summarise_op"]
+__all__ = ["plan_sources_op", "process_batch_op", "summarise_op", "strict_json"]
 
-# The transports already retry transient faults inside a step (with backoff, honouring
-# Retry-After), so a FetchError is final and bad data is bad every time: both fail the step
-# without a step retry (see _final). This policy covers the rest: a full scratch disk, a
-# worker killed by the OOM killer mid-write, an NFS hiccup.
+# A batch step fails at its end when some of its files failed. Files that failed with an
+# error a retry would only repeat (a FetchError: the transports already retried transient
+# faults inside; bad data) do not make Dagster retry the step. Any other failure (a full
+# scratch disk, a worker killed mid-write, an NFS hiccup) does, and the retry redoes only
+# the failed files: the ledger says the rest are complete.
 STEP_RETRY = RetryPolicy(max_retries=2, delay=5, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS)
 
+#: Seconds between a batch's progress lines (besides its first and last file).
+PROGRESS_EVERY_S = 5.0
 
-def _final(exc: Exception) -> Failure:
-    """A step failure that Dagster must not retry, with our message as its description."""
-    return Failure(description=str(exc), allow_retries=False)
-
-_NETCDF_SUFFIXES = (".nc", ".nc4", ".netcdf")
-
-
-def _workdir(cfg: WorkflowConfig, key: str) -> Path:
-    return cfg.output.workdir_path / key
+#: Steps that only read and write small files run in the run's own process, so a run with
+#: nothing to do never starts a worker (see hpc_workflows.hpc.executor).
+_ON_COORDINATOR = {COORDINATOR_TAG: "coordinator"}
 
 
-@op(out=DynamicOut(dict), name="plan_sources", tags={"kind": "plan"})
+def _source_dict(source: Source) -> dict[str, Any]:
+    return {"key": source.key, "url": source.url, "time": source.time,
+            "checksum": source.checksum, "size": source.size}
+
+
+def _batch_key(batch: list[Source]) -> str:
+    """A mapping key that says which files a batch holds: ``20200214_to_20200313``."""
+    return batch[0].key if len(batch) == 1 else f"{batch[0].key}_to_{batch[-1].key}"
+
+
+@op(out={"batches": DynamicOut(list), "plan": Out(dict)}, name="plan_sources",
+    tags={"kind": "plan", **_ON_COORDINATOR})
 def plan_sources_op(context: OpExecutionContext, config: WorkflowConfig):
-    """Turn the window and template/manifest into one dynamic output per source file."""
+    """Plan the window's files, skip those complete by the ledger, and batch the rest."""
+    started = time.perf_counter()
     sources = planned_sources(config)
-    context.log.info(f"planned {len(sources)} source(s): {', '.join(s.key for s in sources[:10])}"
-                     + (" ..." if len(sources) > 10 else ""))
-    for source in sources:
-        yield DynamicOutput(
-            {"key": source.key, "url": source.url, "time": source.time,
-             "checksum": source.checksum, "size": source.size},
-            mapping_key=source.key,
-        )
-
-
-@failure_hook(name="clean_extract_folder")
-def clean_extract_folder(context: HookContext) -> None:
-    """Remove a failed step's unpack folder. Downloads (.part, resumable) and outputs stay."""
-    key = context.step_key.rsplit("[", 1)[-1].rstrip("]") if "[" in context.step_key else None
-    if not key:
-        return
-    cfg = WorkflowConfig(**context.op_config)
-    extract = _workdir(cfg, key) / "extract"
-    if extract.is_dir():
-        shutil.rmtree(extract, ignore_errors=True)
-        context.log.info(f"removed temporary folder {extract}")
-
-
-@op(name="fetch_source", retry_policy=STEP_RETRY, tags={"kind": "fetch"})
-def fetch_source_op(context: OpExecutionContext, config: WorkflowConfig, source: dict) -> dict:
-    """Fetch one source, unpack it if it is an archive, and merge per product into netCDF."""
-    src = Source(**source)
-    work = _workdir(config, src.key)
-    try:
-        return _fetch_source(context, config, src, work)
-    except (FetchError, ValueError) as exc:  # retried inside fetch already / corrupt archive
-        raise _final(exc) from exc
-
-
-def _fetch_source(context: OpExecutionContext, config: WorkflowConfig, src: Source, work: Path) -> dict:
-    # context.log: retry warnings must reach the run's event log (the UI), not only stderr.
-    result = fetch(src, work / "download", fetch_settings(config), log=context.log)
+    job = batch_job(config)
+    per_step = (config.batching or BatchingConfig()).files_per_step
+    plan = plan_work(sources, job, per_step)
+    seconds = time.perf_counter() - started
     context.log.info(
-        f"{src.key}: {'skipped (already complete and verified)' if result.skipped else 'fetched'} "
-        f"{result.path.name}: {result.bytes} bytes in {result.seconds:.2f} s, "
-        f"{result.attempts} attempt(s), sha256 {result.sha256[:12]}…"
+        f"planned {len(sources)} file(s) in {seconds:.2f} s: {len(plan.complete)} already complete, "
+        f"{plan.todo} to do in {len(plan.batches)} batch step(s) of up to {plan.files_per_step}"
     )
-    fetched = result.as_metadata()
+    yield Output({"sources": len(sources), "planning_seconds": round(seconds, 3),
+                  "files_per_step": plan.files_per_step, "batches": len(plan.batches),
+                  "complete": [complete_result(s, job).as_dict() for s in plan.complete]},
+                 output_name="plan",
+                 metadata={"sources": len(sources), "already_complete": len(plan.complete),
+                           "to_do": plan.todo, "batches": len(plan.batches)})
+    for batch in plan.batches:
+        yield DynamicOutput([_source_dict(s) for s in batch], mapping_key=_batch_key(batch),
+                            output_name="batches")
 
-    path = result.path
-    if path.name.endswith(_NETCDF_SUFFIXES):
-        products = {"data": path}
-        merged_sha = {"data": result.sha256}
-    else:
-        products = _unpack_and_merge(context, config, src, path, work, fresh_download=not result.skipped)
-        merged_sha = {p: sha256_file(f) for p, f in products.items()}
 
-    context.add_output_metadata({k: (v if isinstance(v, (int, float, str, bool)) else str(v))
-                                 for k, v in fetched.items()})
-    return {
-        "key": src.key,
-        # Credentials in a URL must not reach output files, summaries or the UI.
-        "url": redact_url(src.url),
-        "sha256": result.sha256,
-        "skipped": result.skipped,
-        "bytes": result.bytes,
-        "seconds": result.seconds,
-        "products": {p: {"path": str(f), "sha256": merged_sha[p]} for p, f in products.items()},
+class _RunWarnings:
+    """The fetch logger of one batch: warnings (retries, skipped archive members) go to the
+    run's event log, per-file info lines only to the process log, so the run history grows
+    with problems, not with files. Fetch threads call it; the step's thread forwards."""
+
+    def __init__(self, run_log: Any):
+        self._run_log = run_log
+        self._local = logging.getLogger("hpc_workflows.fetch")
+        self._pending: queue.SimpleQueue = queue.SimpleQueue()
+
+    def debug(self, msg: str, *args: Any, **kwargs: Any) -> None:
+        self._local.debug(msg, *args, **kwargs)
+
+    def info(self, msg: str, *args: Any, **kwargs: Any) -> None:
+        self._local.info(msg, *args, **kwargs)
+
+    def warning(self, msg: str, *args: Any, **kwargs: Any) -> None:
+        self._pending.put(("warning", msg % args if args else msg))
+
+    def error(self, msg: str, *args: Any, **kwargs: Any) -> None:
+        self._pending.put(("error", msg % args if args else msg))
+
+    def forward(self) -> None:
+        """Write what the fetch threads queued to the run's log (call from the step's thread)."""
+        while True:
+            try:
+                level, text = self._pending.get_nowait()
+            except queue.Empty:
+                return
+            getattr(self._run_log, level)(text)
+
+
+class _ProgressLog:
+    """A progress line at INFO for the first file, every few seconds, and the last file."""
+
+    def __init__(self, context: OpExecutionContext, warnings: _RunWarnings, every_s: float):
+        self._context, self._warnings, self._every = context, warnings, every_s
+        self._next = 0.0
+
+    def __call__(self, progress: Progress) -> None:
+        self._warnings.forward()
+        now = time.monotonic()
+        if now >= self._next or progress.done == progress.total:
+            self._next = now + self._every
+            self._context.log.info(progress.line())
+
+
+def _per_file(results: list[FileResult]) -> list[dict[str, Any]]:
+    """One short record per file for the step's metadata (the UI's per-file status)."""
+    rows = []
+    for r in results:
+        row: dict[str, Any] = {"key": r.key, "status": r.status, "seconds": round(r.seconds, 2)}
+        if r.outputs:
+            row["outputs"] = [o.get("output") for o in r.outputs]
+        if r.error:
+            row["error"] = r.error
+        rows.append(row)
+    return rows
+
+
+@op(name="process_batch", retry_policy=STEP_RETRY, tags={"kind": "batch"})
+def process_batch_op(context: OpExecutionContext, config: WorkflowConfig, batch: list) -> Output[list]:
+    """Fetch, regrid, write, verify and record each file of a batch, pipelined.
+
+    Fails at the end, listing the failed files, when any failed; the others' work is kept
+    (and recorded), so a retry redoes only the failed files.
+    """
+    job = batch_job(config)
+    sources = [Source(**s) for s in batch]
+    warnings = _RunWarnings(context.log)
+    results = run_batch(sources, job, progress=_ProgressLog(context, warnings, PROGRESS_EVERY_S),
+                        log=warnings)  # type: ignore[arg-type]  # a logger for what fetch calls
+    warnings.forward()
+    failed = [r for r in results if r.status == "failed"]
+    metadata = {
+        "files": len(results),
+        "written": sum(r.status == "written" for r in results),
+        "already_complete": sum(r.status == "complete" for r in results),
+        "failed": len(failed),
+        "per_file": MetadataValue.json(_per_file(results)),
     }
-
-
-def _unpack_and_merge(
-    context: OpExecutionContext, config: WorkflowConfig, src: Source, archive: Path, work: Path,
-    *, fresh_download: bool,
-) -> dict[str, Path]:
-    """Unpack an archive and merge each product's members into one netCDF for this source."""
-    names = config.source.products or ["data"]
-    merged = {p: work / "merged" / f"{p}_{src.key}.nc" for p in names}
-    if fresh_download:
-        # A new download may differ from what an earlier run merged: never reuse those.
-        for path in merged.values():
-            path.unlink(missing_ok=True)
-    elif all(p.is_file() for p in merged.values()):
-        context.log.info(f"{src.key}: merged files already complete; not unpacking again")
-        return merged
-    members = unpack(archive, work / "extract", config.source.members, unpack_limits(config), log=context.log)
-    for product, out in merged.items():
-        mine = [m for m in members if product == "data" or product in m.name]
-        if not mine:
-            raise FetchError(
-                src, f"no unpacked member matches product {product!r} "
-                f"({len(members)} member(s) kept by source.members): check source.members/products"
-            )
-        merge_daily(sorted(mine), out)
-    # The extract folder can be as large as the archive: free the scratch space now.
-    shutil.rmtree(work / "extract", ignore_errors=True)
-    return merged
-
-
-@op(name="regrid_and_write", retry_policy=STEP_RETRY, tags={"kind": "regrid"})
-def regrid_and_write_op(context: OpExecutionContext, config: WorkflowConfig, fetched: dict) -> dict:
-    """Regrid each product of one source and write CF netCDF outputs atomically."""
-    settings = preprocess_settings(config)
-    outputs = []
-    for product, info in fetched["products"].items():
-        suffix = "" if product == "data" else f"_{product}"
-        target = config.output.directory_path / f"{config.output.name}_{fetched['key']}{suffix}.nc"
-        try:
-            result = preprocess_file(
-                Path(info["path"]), target, settings,
-                input_sha256=info["sha256"],
-                provenance_sources=[{"url": fetched["url"], "sha256": fetched["sha256"]}],
-            )
-        except ValueError as exc:  # GridError, RegridError, bad data: the same every time
-            raise _final(exc) from exc
-        context.log.info(
-            f"{fetched['key']}{suffix}: {'skipped (output complete)' if result.skipped else 'wrote'} "
-            f"{result.output} in {result.seconds:.2f} s"
+    if failed:
+        listing = "\n".join(f"  - {r.key}: {r.error}" for r in failed[:50])
+        more = f"\n  ... and {len(failed) - 50} more (see per_file)" if len(failed) > 50 else ""
+        retry = any(r.retryable for r in failed)
+        raise Failure(
+            description=f"{len(failed)} of {len(results)} file(s) failed"
+            f"{'' if retry else ' with errors a retry would repeat (not retried)'}; the others "
+            f"are written and recorded:\n{listing}{more}",
+            metadata=metadata,
+            allow_retries=retry,
         )
-        outputs.append(result.as_metadata())
-    context.add_output_metadata({"outputs": MetadataValue.json(outputs)})
-    return {"key": fetched["key"], "fetch": {k: fetched[k] for k in ("url", "sha256", "skipped", "bytes", "seconds")},
-            "outputs": outputs}
+    return Output([r.as_dict() for r in results], metadata=metadata)
 
 
-@op(name="summarise", tags={"kind": "summary"})
-def summarise_op(context: OpExecutionContext, config: WorkflowConfig, results: list[dict]) -> Output[dict]:
+def strict_json(value: Any) -> Any:
+    """``value`` with NaN and infinities replaced by None, so it is valid (strict) JSON."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    return value
+
+
+@op(name="summarise", tags={"kind": "summary", **_ON_COORDINATOR})
+def summarise_op(context: OpExecutionContext, config: WorkflowConfig, plan: dict,
+                 batches: list[list]) -> Output[dict]:
     """Write ``run_summary.json`` next to the outputs and report the run's totals."""
-    results = sorted(results, key=lambda r: r["key"])
-    total_bytes = sum(r["fetch"]["bytes"] for r in results if not r["fetch"]["skipped"])
-    fetch_seconds = sum(r["fetch"]["seconds"] for r in results if not r["fetch"]["skipped"])
+    results = sorted(plan["complete"] + [r for batch in batches for r in batch], key=lambda r: r["key"])
+    fetched = [r for r in results if r["status"] == "written" and not r["fetch"]["skipped"]]
+    total_bytes = sum(r["fetch"]["bytes"] for r in fetched)
+    fetch_seconds = sum(r["fetch"]["seconds"] for r in fetched)
     summary: dict[str, Any] = {
         "run_id": context.run_id,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "sources": len(results),
-        "fetched": sum(1 for r in results if not r["fetch"]["skipped"]),
-        "fetch_skipped": sum(1 for r in results if r["fetch"]["skipped"]),
+        "already_complete": len(plan["complete"]),
+        "planning_seconds": plan["planning_seconds"],
+        "batch_steps": plan["batches"],
+        "files_per_step": plan["files_per_step"],
+        "fetched": len(fetched),
+        "fetch_skipped": len(results) - len(fetched),
         "bytes_fetched": total_bytes,
         "fetch_mb_per_s": round(total_bytes / 1e6 / fetch_seconds, 2) if fetch_seconds > 0 else None,
         "outputs_written": sum(1 for r in results for o in r["outputs"] if not o["skipped"]),
@@ -197,11 +220,11 @@ def summarise_op(context: OpExecutionContext, config: WorkflowConfig, results: l
     }
     path = config.output.directory_path / "run_summary.json"
     part = path.with_name(path.name + ".part")
-    part.write_text(json.dumps(summary, indent=2, default=str))
+    part.write_text(json.dumps(strict_json(summary), indent=1, default=str, allow_nan=False))
     part.replace(path)
     context.log.info(
-        f"run summary: {summary['sources']} source(s), {summary['fetched']} fetched, "
-        f"{summary['fetch_skipped']} already complete, {summary['outputs_written']} output(s) written, "
+        f"run summary: {summary['sources']} source(s), {summary['already_complete']} already complete, "
+        f"{summary['fetched']} fetched, {summary['outputs_written']} output(s) written, "
         f"{summary['outputs_skipped']} already complete; summary in {path}"
     )
     return Output(summary, metadata={"summary_file": str(path), "sources": summary["sources"],

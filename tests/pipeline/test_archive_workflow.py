@@ -165,10 +165,14 @@ def test_rerun_touches_nothing(archive_run):
     assert summary["outputs_written"] == 0
 
 
-def test_scratch_is_cleaned_and_merged_files_kept(archive_run):
+def test_scratch_is_freed_once_outputs_are_verified_and_recorded(archive_run):
+    """batching.keep_scratch defaults to false: a file's download, unpacked members and merged
+    file are removed once its output is written, verified and in the completion ledger."""
+    from hpc_workflows.batching import LEDGER_NAME
+
+    ledger = [json.loads(line) for line in (archive_run["out"] / LEDGER_NAME).read_text().splitlines()]
     for day in DAYS:
         key = f"{day:%Y%m%d}"
-        assert not (archive_run["work"] / key / "extract").exists()
-        merged = archive_run["work"] / key / "merged" / f"rainrate_composite_{key}.nc"
-        with xr.open_dataset(merged) as ds:
-            assert ds.sizes["time"] == len(radar.times_of_day(day))
+        assert not (archive_run["work"] / key).exists()
+        name = f"radar_{key}_rainrate_composite.nc"
+        assert (archive_run["out"] / name).stat().st_size == [e for e in ledger if e["name"] == name][-1]["size"]

@@ -68,15 +68,16 @@ def demo_outputs(tmp_path_factory):
 
 
 def test_demo_ran_on_dask_executor(demo_outputs):
-    """Steps ran through the Dask executor, one fetch step per source with stable keys."""
+    """Steps ran through the Dask executor, one batch step per batch of sources, keyed by them
+    (two files: one file per batch, so both run at once on the two workers)."""
     with DagsterInstance.from_ref(InstanceRef.from_dir(str(demo_outputs["home"]))) as inst:
         records = inst.all_logs(demo_outputs["run_id"])
     engine = " ".join(r.dagster_event.message or "" for r in records
                       if r.dagster_event and r.dagster_event.event_type_value == "ENGINE_EVENT")
     assert "dask" in engine.lower()
     steps = {r.step_key for r in records if r.step_key}
-    assert "fetch_and_regrid.fetch_source[A1B]" in steps
-    assert "fetch_and_regrid.fetch_source[E1]" in steps
+    assert "fetch_and_regrid.process_batch[A1B]" in steps
+    assert "fetch_and_regrid.process_batch[E1]" in steps
 
 
 def test_demo_output_is_cf_and_on_target_grid(demo_outputs):

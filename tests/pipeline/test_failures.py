@@ -44,17 +44,17 @@ def test_missing_product_fails_once_and_cleans_scratch(moo_archive):
     result, events = _run(cfg)
     assert not result.success
     failures = [e for e in events if e.event_type == DagsterEventType.STEP_FAILURE]
-    assert [e.step_key for e in failures] == ["fetch_and_regrid.fetch_source[20200214]"]
+    assert [e.step_key for e in failures] == ["fetch_and_regrid.process_batch[20200214]"]
     message = failures[0].event_specific_data.error.to_string()
     assert "echotop_composite" in message and "source.members/products" in message
     # final error: not retried by the step policy (the archive client was called once)
     assert not [e for e in events if e.event_type == DagsterEventType.STEP_RESTARTED]
     assert int((moo_archive / "moo_state").read_text()) == 1
-    # downstream steps did not run against a missing input
-    assert not [e for e in events if e.step_key and "regrid_and_write" in e.step_key
+    # no output was written from a missing input, and the summary did not run
+    assert not [e for e in events if e.step_key and "summarise" in e.step_key
                 and e.event_type == DagsterEventType.STEP_START]
     work = moo_archive / "out" / ".work" / "20200214"
-    assert not (work / "extract").exists(), "the failure hook removes the unpack folder"
+    assert not (work / "extract").exists(), "a failed file's unpack folder is removed"
     assert (work / "download" / "20200214.tar").is_file(), "the verified download is kept"
     assert not list((moo_archive / "out").glob("*.nc"))
 
@@ -66,7 +66,7 @@ def test_bad_data_fails_without_retry(moo_archive):
     result, events = _run(cfg)
     assert not result.success
     failures = [e for e in events if e.event_type == DagsterEventType.STEP_FAILURE]
-    assert [e.step_key for e in failures] == ["fetch_and_regrid.regrid_and_write[20200214]"]
+    assert [e.step_key for e in failures] == ["fetch_and_regrid.process_batch[20200214]"]
     message = failures[0].event_specific_data.error.to_string()
     assert "precipitation_flux" in message and "regrid.variables" in message
     assert not [e for e in events if e.event_type == DagsterEventType.STEP_RESTARTED]
@@ -82,7 +82,7 @@ def test_missing_archive_file_fails_fast_with_client_message(moo_archive):
     result, events = _run(cfg)
     assert not result.success
     failures = [e for e in events if e.event_type == DagsterEventType.STEP_FAILURE]
-    assert [e.step_key for e in failures] == ["fetch_and_regrid.fetch_source[20200213]"]
+    assert [e.step_key for e in failures] == ["fetch_and_regrid.process_batch[20200213]"]
     message = failures[0].event_specific_data.error.to_string()
     assert "TSSC_NO_SUCH_DATA" in message and "20200213.tar" in message
     argv_log = (moo_archive / "moo_state.argv").read_text().splitlines()
