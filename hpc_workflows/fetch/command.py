@@ -11,10 +11,11 @@ import tempfile
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
+from hpc_workflows.diskspace import explain_write_failure
+from hpc_workflows.fetch.base import Transfer
 from hpc_workflows.fetch.errors import TransferFailed
 from hpc_workflows.fetch.preflight import option_like_argument
 from hpc_workflows.fetch.settings import validate_command_template
-from hpc_workflows.fetch.base import Transfer
 
 if TYPE_CHECKING:  # pragma: no cover
     from hpc_workflows.fetch.settings import FetchSettings
@@ -79,6 +80,11 @@ class CommandTransport:
                 f"{argv[0]} did not finish within command_timeout={settings.command_timeout}s", retryable=True
             ) from None
         if proc.returncode != 0:
+            # A client that died on a full disk says so in its own words, if at all.
+            full = explain_write_failure(OSError(), dest)
+            if full is not None:
+                dest.unlink(missing_ok=True)  # cannot be resumed, and it holds the space
+                raise TransferFailed(str(full), retryable=False, field="dest_dir")
             stderr = proc.stderr.decode("utf-8", "replace").strip()[-_STDERR_LIMIT:]
             permanent = proc.returncode in settings.command_permanent_exit_codes
             raise TransferFailed(

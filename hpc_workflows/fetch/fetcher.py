@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from hpc_workflows.diskspace import NoSpaceLeft, check_space, explain_write_failure
 from hpc_workflows.fetch.errors import FetchError, TransferFailed, redact_url
 from hpc_workflows.fetch.partfile import fsync_dir, fsync_file
 from hpc_workflows.fetch.retry import retry_delay
@@ -200,6 +201,14 @@ class _MismatchPolicy:
         return f"checksum mismatch after {sum(len(v) for v in self.got.values())} downloads: {changed}"
 
 
+def _check_space(part: Path, needed: int) -> None:
+    """Refuse (not retry) a download that cannot fit on the destination filesystem."""
+    try:
+        check_space(part.parent, needed, str(part))
+    except NoSpaceLeft as exc:
+        raise TransferFailed(str(exc), retryable=False, field="dest_dir") from None
+
+
 def _mismatch(expected: str | None, digests: dict[str, str]) -> str | None:
     if expected is None:
         return None
@@ -305,13 +314,17 @@ def _fetch_locked(
                 else:
                     part.unlink()
             algorithms = frozenset({parse_checksum(expected)[0]}) if expected else frozenset()
+            if source.size is not None:
+                _check_space(part, source.size - offset)
             try:
                 transfer = transport.retrieve(source, part, offset, algorithms, settings)
             except OSError as exc:
                 # Local I/O (disk full, quota, permissions changed under us): retrying the
                 # network cannot fix it, so say where the problem is.
+                needed = source.size - offset if source.size is not None else None
+                full = exc if isinstance(exc, NoSpaceLeft) else explain_write_failure(exc, part, needed)
                 raise TransferFailed(
-                    f"cannot write {part}: {exc.strerror or exc}; free space or fix the destination",
+                    str(full) if full else f"cannot write {part}: {exc.strerror or exc}; fix the destination",
                     retryable=False,
                     field="dest_dir",
                 ) from None

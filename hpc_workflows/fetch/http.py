@@ -18,11 +18,12 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from hpc_workflows.diskspace import check_space
+from hpc_workflows.fetch.base import Transfer
 from hpc_workflows.fetch.errors import TransferFailed, redact_url
 from hpc_workflows.fetch.hostlimit import host_slot
 from hpc_workflows.fetch.partfile import PartWriter
 from hpc_workflows.fetch.retry import parse_retry_after
-from hpc_workflows.fetch.base import Transfer
 from hpc_workflows.fetch.wire import StdlibTransport, proxy_mounts
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -187,6 +188,9 @@ class HttpTransport:
             total = int(length) if length and length.isdigit() else None
         else:
             raise _status_failure(response, url)
+        if total is not None:
+            # Before writing: a download that cannot fit fails now, naming the filesystem.
+            check_space(part.parent, total - start, str(part))
         with PartWriter(part, start, algorithms, early_writeback=settings.fsync) as writer:
             for chunk in response.iter_raw():
                 writer.write(chunk)

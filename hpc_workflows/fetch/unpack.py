@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, Callable, Iterable
 
+from hpc_workflows.diskspace import NoSpaceLeft, explain_write_failure
+
 _CHUNK = 1 << 20
 _GZIP_MAGIC = b"\x1f\x8b"
 
@@ -118,8 +120,13 @@ def _write_atomic(
                 while block := src.read(_CHUNK):
                     budget.spend(len(block), member)
                     out.write(block)
-    except BaseException:
+    except BaseException as exc:
+        # Look at the space before removing the partial member (that frees it again).
+        full = explain_write_failure(exc, part, what=f"member {member!r} of {budget.archive}") \
+            if isinstance(exc, OSError) else None
         part.unlink(missing_ok=True)
+        if full is not None:
+            raise full from exc
         raise
     os.replace(part, target)
     return target
@@ -183,6 +190,8 @@ def unpack(
                 out = [_write_atomic(workdir / path.name, lambda: open(path, "rb"), True, budget, path.name)]
         else:
             out = [path] if _selected(path.name, members) else []
+    except NoSpaceLeft:
+        raise  # an OSError, but the archive is fine: say so, not "corrupt"
     except (tarfile.TarError, zipfile.BadZipFile, EOFError, gzip.BadGzipFile, OSError) as exc:
         raise ValueError(f"cannot unpack {path}: {exc}; the file is corrupt or not an archive") from None
     return sorted(out)

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from hpc_workflows.diskspace import check_space, explain_write_failure
 from hpc_workflows.netcdf_lock import NETCDF_LOCK
 
 __all__ = ["default_encoding", "write_netcdf_atomic"]
@@ -115,6 +116,9 @@ def write_netcdf_atomic(
     for name, overrides in (encoding or {}).items():
         enc.setdefault(name, {}).update(overrides)
     ds = _load_time_variables(ds)
+    # Compressed output is smaller than ds.nbytes; 1/20 is a floor real data rarely beats.
+    needed = int(ds.nbytes) if compression_level == 0 else int(ds.nbytes) // 20
+    check_space(final.parent, needed, str(final))
     try:
         with NETCDF_LOCK:  # xarray locks only its own calls (see hpc_workflows.netcdf_lock)
             ds.to_netcdf(part, format="NETCDF4", engine="netcdf4", encoding=enc,
@@ -123,7 +127,12 @@ def write_netcdf_atomic(
         with open(part, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(part, final)
-    except BaseException:
+    except BaseException as exc:
+        # netCDF-C reports a full disk as "Permission denied" or an HDF error: look at the
+        # space before the partial file is removed (that frees it again).
+        full = explain_write_failure(exc, part, needed, str(final)) if isinstance(exc, Exception) else None
         part.unlink(missing_ok=True)
+        if full is not None:
+            raise full from exc
         raise
     return final
