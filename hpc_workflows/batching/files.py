@@ -102,7 +102,7 @@ def _unpack_and_merge(source: Source, job: BatchJob, archive: Path, work: Path,
                 source, f"no unpacked member matches product {product!r} "
                 f"({len(members)} member(s) kept by source.members): check source.members/products"
             )
-        merge_daily(sorted(mine), out)
+        merge_daily(sorted(mine), out, format=job.source_format)
     # The extract folder can be as large as the archive: free the scratch space now.
     shutil.rmtree(work / "extract", ignore_errors=True)
     return merged

@@ -61,6 +61,8 @@ class BatchJob:
         being regridded).
     keep_scratch
         Keep each file's scratch folder after its output is verified (default: remove it).
+    source_format
+        ``source.format``: ``auto`` (archive members recognised by content) or a forced format.
     """
 
     fetch: FetchSettings
@@ -73,6 +75,7 @@ class BatchJob:
     unpack_limits: UnpackLimits | None = None
     files_in_flight: int = 4
     keep_scratch: bool = False
+    source_format: str = "auto"
 
     @cached_property
     def settings_digest(self) -> str:

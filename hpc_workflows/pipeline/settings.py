@@ -64,6 +64,7 @@ def batch_job(cfg: WorkflowConfig) -> BatchJob:
         unpack_limits=unpack_limits(cfg),
         files_in_flight=batching.files_in_flight,
         keep_scratch=batching.keep_scratch,
+        source_format=cfg.source.format,
     )
 
 

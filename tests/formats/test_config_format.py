@@ -32,3 +32,12 @@ def test_known_formats_are_accepted(tmp_path, demo_run_config):
         path = tmp_path / f"{name}.yaml"
         path.write_text(yaml.safe_dump(cfg))
         assert main(["check-config", str(path)]) == 0, name
+
+
+def test_format_reaches_the_merge_settings(demo_run_config):
+    from hpc_workflows.config import WorkflowConfig
+    from hpc_workflows.pipeline.settings import batch_job
+
+    section = copy.deepcopy(workflow_section(demo_run_config))
+    section["source"]["format"] = "nimrod"
+    assert batch_job(WorkflowConfig(**section)).source_format == "nimrod"
