@@ -304,9 +304,13 @@ class TargetGridConfig(Config):
 
 
 class TimeAggregationConfig(Config):
-    """Resample in time before regridding, e.g. 3-hourly sums of 5-minute rates."""
+    """Resample in time before regridding, e.g. 3-hourly sums of 5-minute rates.
 
-    freq: str = Field(description="Pandas-style frequency, e.g. '3h', '1D'.")
+    The rules (and their checks) are :class:`hpc_workflows.temporal.TimeAggregation`;
+    docs/time.md states the conventions and the completeness rule.
+    """
+
+    freq: str = Field(description="Window length, pandas-style, e.g. '3h', '1D', '1MS'.")
     how: str = Field(default="mean", description="'mean', 'sum', 'min' or 'max'.")
     scale: float = Field(
         default=1.0, description="Factor applied after aggregating, e.g. 1/12 for 5-min rates."
@@ -314,15 +318,42 @@ class TimeAggregationConfig(Config):
     units: Optional[str] = Field(
         default=None, description="New units after aggregating, e.g. 'mm' for summed mm/h rates."
     )
+    input_step: Optional[str] = Field(
+        default=None, description="The input's regular step, e.g. '5min'; default: read from its times."
+    )
+    input_interval: str = Field(
+        default="instant",
+        description="'instant' (values at their time), 'ending' (over the step ending at their "
+        "time: a 24:00 value belongs to the day before) or 'starting'.",
+    )
+    label: str = Field(default="start", description="Label each window with its 'start' or 'end'.")
+    offset: Optional[str] = Field(
+        default=None, description="Windows shifted from midnight, e.g. '9h' for 09-09 UTC rain days."
+    )
+    min_sample_fraction: float = Field(
+        default=1.0,
+        description="Fraction of a window's expected steps a cell needs (present and valid); "
+        "below it the cell is missing. 1 = every step.",
+    )
+    partial_sum: str = Field(
+        default="scale_up",
+        description="'sum' over an allowed incomplete window: 'scale_up' to the full window or 'as_is'.",
+    )
 
-    @field_validator("how")
-    @classmethod
-    def _how_known(cls, v: str) -> str:
-        if v not in ("mean", "sum", "min", "max"):
-            raise ValueError(
-                f"regrid.time_aggregation.how={v!r} is unknown: use mean, sum, min or max"
-            )
-        return v
+    @model_validator(mode="after")
+    def _rules_valid(self) -> "TimeAggregationConfig":
+        from hpc_workflows.temporal.rules import TimeAggregation, rule_problems
+
+        found = rule_problems({k: getattr(self, k) for k in TimeAggregation.__dataclass_fields__})
+        if found:
+            raise ValueError("; ".join(f"regrid.time_aggregation.{f}: {m}" for f, m in found))
+        return self
+
+    def rules(self) -> "TimeAggregation":
+        """The plain rules for the library (see :class:`hpc_workflows.temporal.TimeAggregation`)."""
+        from hpc_workflows.temporal.rules import TimeAggregation
+
+        return TimeAggregation(**{k: getattr(self, k) for k in TimeAggregation.__dataclass_fields__})
 
 
 class RegridConfig(Config):

@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +24,8 @@ import numpy as np
 if TYPE_CHECKING:
     import xarray as xr
 
+    from hpc_workflows.temporal import TimeAggregation
+
 # xarray (with pandas and dask, ~0.7 s) and the xarray writer are imported where they are
 # used: importing the job definitions (every `dagster` command, the UI's code location)
 # then does not pay for them.
@@ -31,6 +34,7 @@ __all__ = ["PreprocessSettings", "PreprocessResult", "preprocess_file", "setting
 
 _INPUT_ATTR = "hpc_workflows_input_sha256"
 _SETTINGS_ATTR = "hpc_workflows_settings_sha256"
+_NEIGHBOURS_ATTR = "hpc_workflows_time_neighbours"
 
 
 @dataclass(frozen=True)
@@ -44,10 +48,8 @@ class PreprocessSettings:
     statistics: list[str] | None = None
     bands: list[tuple[float, float]] | None = None
     weights_dir: str | None = None
-    time_freq: str | None = None
-    time_how: str = "mean"
-    time_scale: float = 1.0
-    time_units: str | None = None
+    #: Resampling in time before regridding (None: none); see docs/time.md.
+    time_aggregation: TimeAggregation | None = None
     window_start: _dt.datetime | None = None
     window_end: _dt.datetime | None = None
     compression_level: int = 4
@@ -65,6 +67,10 @@ class PreprocessResult:
     time_steps: int = 0
     mean_before: dict[str, float] = field(default_factory=dict)
     mean_after: dict[str, float] = field(default_factory=dict)
+    #: With time aggregation: windows with fewer input steps than expected (their cells are
+    #: missing unless min_sample_fraction allowed them), and neighbour files that were absent.
+    incomplete_windows: int | None = None
+    missing_neighbours: list[str] = field(default_factory=list)
 
     def as_metadata(self) -> dict[str, Any]:
         """Plain values for logs and Dagster output metadata."""
@@ -75,6 +81,10 @@ class PreprocessResult:
             "time_steps": self.time_steps,
             "variables": ", ".join(self.variables),
         }
+        if self.incomplete_windows is not None:
+            meta["incomplete_windows"] = self.incomplete_windows
+        if self.missing_neighbours:
+            meta["missing_neighbours"] = ", ".join(self.missing_neighbours)
         for name, value in self.mean_before.items():
             meta[f"area_mean_before[{name}]"] = value
         for name, value in self.mean_after.items():
@@ -88,20 +98,19 @@ def settings_digest(settings: PreprocessSettings) -> str:
     return hashlib.sha256(blob).hexdigest()
 
 
-def _is_complete(output: Path, input_sha256: str, digest: str) -> bool:
+def _completed(output: Path, stamp: dict[str, Any]) -> dict[str, Any] | None:
+    """The attributes of ``output`` if it exists and carries ``stamp``, else None."""
     import xarray as xr
 
     if not output.is_file():
-        return False
+        return None
     try:
         with xr.open_dataset(output) as ds:
-            return (
-                ds.attrs.get(_INPUT_ATTR) == input_sha256
-                and ds.attrs.get(_SETTINGS_ATTR) == digest
-            )
+            attrs = dict(ds.attrs)
     except (OSError, ValueError):
         # Unreadable: not complete, so it is rebuilt (and replaced atomically).
-        return False
+        return None
+    return attrs if all(attrs.get(k) == v for k, v in stamp.items()) else None
 
 
 def _gridded_variables(ds: xr.Dataset, wanted: list[str] | None, source: Path) -> list[str]:
@@ -134,6 +143,8 @@ def preprocess_file(
     *,
     input_sha256: str,
     provenance_sources: list[dict[str, Any]] | None = None,
+    neighbours: Sequence[Path] = (),
+    period: tuple[_dt.datetime, _dt.datetime] | None = None,
 ) -> PreprocessResult:
     """Regrid one netCDF file and write the result atomically, unless already done.
 
@@ -150,6 +161,17 @@ def preprocess_file(
         whether an existing output is still correct.
     provenance_sources
         ``[{"url": ..., "sha256": ...}]`` of the original files, recorded in the output.
+    neighbours
+        With time aggregation: other files of the same product (typically the previous and
+        the following one) whose steps fall in this file's windows, e.g. the next day's
+        00:00-09:00 for 09:00-09:00 rain days. Only those steps are read. A path that does
+        not exist is a missing neighbour: the windows that needed it come out missing (and
+        the output is rebuilt on a re-run once it exists).
+    period
+        With time aggregation: ``[start, end)`` of the window starts this output owns (for
+        daily files, the file's day). Windows are then written by one file only, and a
+        window with no step at all in this file is still written (missing). Default: the
+        windows from this file's first to its last step.
 
     Returns
     -------
@@ -158,10 +180,24 @@ def preprocess_file(
     import xarray as xr
     from hpc_workflows.regrid import parse_target_grid
 
+    from hpc_workflows.temporal.aggregate import INCOMPLETE_ATTR
+
     started = time.perf_counter()
     digest = settings_digest(settings)
-    if _is_complete(output, input_sha256, digest):
-        return PreprocessResult(output=output, skipped=True, seconds=time.perf_counter() - started)
+    stamp: dict[str, Any] = {_INPUT_ATTR: input_sha256, _SETTINGS_ATTR: digest}
+    if settings.time_aggregation is not None and (neighbours or period):
+        from hpc_workflows.temporal.neighbours import neighbour_fingerprint
+
+        # The output depends on the neighbours and the period too: a re-run rebuilds it
+        # when a missing neighbour has arrived or changed.
+        stamp[_NEIGHBOURS_ATTR] = json.dumps(
+            {"period": [str(t) for t in period] if period else None,
+             "neighbours": neighbour_fingerprint(list(neighbours))}, sort_keys=True)
+    done = _completed(output, stamp)
+    if done is not None:
+        incomplete = done.get(INCOMPLETE_ATTR)
+        return PreprocessResult(output=output, skipped=True, seconds=time.perf_counter() - started,
+                                incomplete_windows=None if incomplete is None else int(incomplete))
 
     # Before any work: refuse a truncated, unknown or not-yet-converted file, naming it
     # (netCDF-C would read a cut netCDF-3 file's missing bytes as zeros). After the skip
@@ -169,14 +205,10 @@ def preprocess_file(
     from hpc_workflows.formats import check_readable
 
     check_readable(source, require="netcdf")
-
     target = parse_target_grid(settings.target)
     target_text = json.dumps(settings.target) if isinstance(settings.target, dict) else settings.target
-    stamp = {
-        _INPUT_ATTR: input_sha256,
-        _SETTINGS_ATTR: digest,
-        "regrid_target": target_text,
-    }
+    stamp["regrid_target"] = target_text
+    missing: list[str] = []
     sources = provenance_sources or [{"url": str(source), "sha256": input_sha256}]
     with xr.open_dataset(source, chunks=_time_chunks(source)) as ds:
         names = _gridded_variables(ds, settings.variables, source)
@@ -187,13 +219,15 @@ def preprocess_file(
                 f"{settings.window_start} .. {settings.window_end}: check window.start/end"
             )
         whole_file = "time" not in ds.dims or window.sizes["time"] == ds.sizes["time"]
-        if settings.time_freq is None and whole_file:
+        if settings.time_aggregation is None and whole_file:
             _regrid_streaming(source, output, target, settings, names, stamp, sources)
         else:
-            _regrid_lazily(window, output, target, settings, names, stamp, sources)
+            missing = _regrid_lazily(window, output, target, settings, names, stamp, sources,
+                                     neighbours=neighbours, period=period,
+                                     chunks_of=_time_chunks)
         mean_before: dict[str, float] = {}
         mean_after: dict[str, float] = {}
-        if settings.check_area_means and settings.method != "aggregate" and not settings.time_freq:
+        if settings.check_area_means and settings.method != "aggregate" and not settings.time_aggregation:
             # After writing, from the files: the input is read once more, the output is small.
             with xr.open_dataset(output) as written:
                 for name in names:
@@ -202,6 +236,7 @@ def preprocess_file(
                         mean_after[name] = _safe_mean(_area_weighted_mean, written[name])
     with xr.open_dataset(output, decode_times=False) as written:
         steps = int(written.sizes.get("time", 0))
+        incomplete = written.attrs.get(INCOMPLETE_ATTR)
     return PreprocessResult(
         output=output,
         skipped=False,
@@ -210,6 +245,8 @@ def preprocess_file(
         time_steps=steps,
         mean_before=mean_before,
         mean_after=mean_after,
+        incomplete_windows=None if incomplete is None else int(incomplete),
+        missing_neighbours=missing,
     )
 
 
@@ -255,20 +292,35 @@ def _regrid_streaming(source: Path, output: Path, target: Any, settings: Preproc
 
 
 def _regrid_lazily(ds: xr.Dataset, output: Path, target: Any, settings: PreprocessSettings,
-                   names: list[str], stamp: dict[str, Any], sources: list[dict[str, Any]]) -> None:
-    """The general path: cut to the window and resample in time with xarray, then regrid
-    lazily (dask, chunked over time) and stream the result to disk."""
+                   names: list[str], stamp: dict[str, Any], sources: list[dict[str, Any]], *,
+                   neighbours: Sequence[Path] = (),
+                   period: tuple[_dt.datetime, _dt.datetime] | None = None,
+                   chunks_of: Callable[[Path], dict[str, int]] | None = None) -> list[str]:
+    """The general path: cut to the window and aggregate in time (with the neighbours'
+    steps the windows need), then regrid lazily (dask, chunked over time) and stream the
+    result to disk. Returns the neighbours that were missing."""
+    agg = settings.time_aggregation
+    if agg is None:
+        _regrid_and_write(ds, output, target, settings, names, stamp, sources)
+        return []
+    from hpc_workflows.temporal import aggregate_windows, open_with_neighbours
+
+    with open_with_neighbours(ds, names, agg, neighbours=neighbours, period=period,
+                              chunks_of=chunks_of) as joined:
+        resampled = aggregate_windows(joined.ds, agg, windows=joined.windows, step=joined.step)
+        # Keep what describes the grid (grid_mapping variables, 2-D lat/lon, bounds).
+        resampled = resampled.assign(_ancillaries(ds, names))
+        _retime_units(resampled)
+        _regrid_and_write(resampled, output, target, settings, names, stamp, sources)
+        return [str(p) for p in joined.missing]
+
+
+def _regrid_and_write(ds: xr.Dataset, output: Path, target: Any, settings: PreprocessSettings,
+                      names: list[str], stamp: dict[str, Any],
+                      sources: list[dict[str, Any]]) -> None:
     from hpc_workflows.regrid import regrid
     from hpc_workflows.write import add_provenance, write_netcdf_atomic
 
-    if settings.time_freq:
-        from hpc_workflows.temporal import resample_time
-
-        resampled = resample_time(ds[names], settings.time_freq, how=settings.time_how,
-                                  scale=settings.time_scale, units=settings.time_units)
-        # Keep what describes the grid (grid_mapping variables, 2-D lat/lon, bounds).
-        ds = resampled.assign(_ancillaries(ds, names))
-        _retime_units(ds)
     out = regrid(
         ds,
         target,

@@ -86,10 +86,7 @@ def preprocess_settings(cfg: WorkflowConfig) -> PreprocessSettings:
         statistics=list(rg.statistics) if rg.statistics else None,
         bands=rg.band_tuples(),
         weights_dir=str(Path(os.path.expanduser(weights_dir)).resolve()),
-        time_freq=agg.freq if agg else None,
-        time_how=agg.how if agg else "mean",
-        time_scale=agg.scale if agg else 1.0,
-        time_units=agg.units if agg else None,
+        time_aggregation=agg.rules() if agg else None,
         window_start=cfg.window.start_datetime if cfg.subset_time else None,
         # The last source covers [end, end + step): keep its data, not just its first instant.
         window_end=_window_data_end(cfg) if cfg.subset_time else None,

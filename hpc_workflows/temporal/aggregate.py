@@ -1,23 +1,21 @@
-"""Resampling in time with CF ``cell_methods`` and time bounds.
+"""Resampling in time that counts its samples, with CF ``cell_methods`` and time bounds.
 
-:func:`resample_time` groups time steps into periods (``freq`` as for
-:meth:`xarray.Dataset.resample`, e.g. ``"3h"``, ``"1D"``, ``"1MS"``), reduces each period with
-``how`` (``mean``, ``sum``, ``min``, ``max``) and multiplies by ``scale``. Typical use: 5-minute
-rain rates in mm/h to 3-hourly accumulations in mm is ``how="sum", scale=5/60`` (each rate
-holds for 5 minutes = 1/12 h), with ``units="mm"``.
+:func:`aggregate_windows` reduces the input steps of each window (:mod:`.windows`) with ``how`` and
+multiplies by ``scale``. The full conventions, with examples, are in docs/time.md; in short:
 
-Conventions chosen where CF leaves freedom:
+- Each window expects ``window length / input step`` steps. A grid cell's value is missing
+  when fewer than ``min_sample_fraction`` of them are present and valid (default 1.0: a
+  window with an absent time step or a NaN is missing, for every ``how``); an allowed
+  incomplete ``sum`` is scaled up to the full window or kept as is (``partial_sum``).
+- ``sample_count`` / ``expected_sample_count`` (per window; CF ``ancillary_variables`` of each
+  result) record how many steps were present; the dataset attribute
+  ``hpc_workflows_time_incomplete_windows`` says how many windows had fewer than expected.
+- ``time_bnds`` is ``[start, end)``; the time coordinate is the start or the end
+  (``label``); ``cell_methods`` gains ``time: <method> (interval: <step> comment: ...)``
+  saying the input convention, the label and the completeness rule.
 
-- Each output step is labelled with the *start* of its period and carries ``time_bnds``
-  ``[start, end)``; the time coordinate gets ``bounds = "time_bnds"``.
-- ``cell_methods`` gets ``time: <method> (interval: <input step>)`` appended, where
-  ``<method>`` is ``mean``/``sum``/``minimum``/``maximum`` (CF names), so an input that was
-  already ``time: mean`` (e.g. model output averaged over its step) becomes
-  ``time: mean time: sum (interval: 300 seconds)``.
-- A period with any missing input step is missing for ``sum`` (a partial sum would be
-  silently too small) and uses the valid steps for ``mean``/``min``/``max``; a period with no
-  valid step is always missing.
-- Only variables with a ``time`` dimension are resampled; others are kept.
+The reduction stays lazy on dask input (a groupby over window numbers that are computed
+from the time coordinate alone), so memory follows the chunk size, not the file length.
 """
 
 from __future__ import annotations
@@ -27,43 +25,32 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-__all__ = ["resample_time", "HOW"]
+from hpc_workflows.temporal.rules import HOW, TimeAggregation
+from hpc_workflows.temporal.windows import Windows, infer_step, interval_starts, plan_windows
 
-HOW = {"mean": "mean", "sum": "sum", "min": "minimum", "max": "maximum"}
+__all__ = ["HOW", "INCOMPLETE_ATTR", "aggregate_windows", "check_time", "resample_time"]
 
-
-def _step_text(time: xr.DataArray) -> str | None:
-    if time.size < 2:
-        return None
-    try:
-        step = (time.values[1] - time.values[0])
-        seconds = step / np.timedelta64(1, "s") if isinstance(step, np.timedelta64) else \
-            step.total_seconds()
-    except (TypeError, AttributeError):
-        return None
-    return f"{seconds:g} seconds"
+INCOMPLETE_ATTR = "hpc_workflows_time_incomplete_windows"
+_WINDOW = "_window"
 
 
 def resample_time(ds: xr.Dataset, freq: str, how: str = "mean", scale: float = 1.0, *,
-                  time_dim: str = "time", units: str | None = None) -> xr.Dataset:
-    """Resample ``ds`` in time; see the module docstring for the conventions.
+                  time_dim: str = "time", units: str | None = None,
+                  **rules: Any) -> xr.Dataset:
+    """Resample ``ds`` in time; shorthand for :func:`aggregate_windows` with a new rule set.
 
     Parameters
     ----------
     ds
         Dataset with a decoded (datetime or cftime) ``time_dim`` coordinate.
-    freq
-        Period, e.g. ``"3h"``, ``"1D"``, ``"1MS"``.
-    how
-        ``"mean"``, ``"sum"``, ``"min"`` or ``"max"``.
-    scale
-        Factor applied after reduction (e.g. 5/60 to turn a sum of 5-minute mm/h rates into
-        mm).
+    freq, how, scale, units
+        As :class:`~hpc_workflows.temporal.rules.TimeAggregation`.
     time_dim
         Name of the time dimension.
-    units
-        New ``units`` for the resampled variables (e.g. ``"mm"`` after accumulating rates);
-        default keeps them.
+    **rules
+        Further :class:`~hpc_workflows.temporal.rules.TimeAggregation` fields
+        (``input_step``, ``input_interval``, ``label``, ``offset``, ``min_sample_fraction``,
+        ``partial_sum``).
 
     Returns
     -------
@@ -73,74 +60,147 @@ def resample_time(ds: xr.Dataset, freq: str, how: str = "mean", scale: float = 1
     Raises
     ------
     ValueError
-        Unknown ``how``, missing or undecoded time coordinate, or an invalid ``freq``.
+        Invalid rules, a missing or undecoded time coordinate, or irregular times.
     """
-    if how not in HOW:
-        raise ValueError(f"resample_time: unknown how={how!r}; valid: {list(HOW)}")
+    try:
+        agg = TimeAggregation(freq=freq, how=how, scale=scale, units=units, **rules)
+    except ValueError as exc:
+        raise ValueError(f"resample_time: {exc}") from exc
+    return aggregate_windows(ds, agg, time_dim=time_dim)
+
+
+def check_time(ds: xr.Dataset, time_dim: str = "time") -> np.ndarray:
+    """The decoded time values of ``ds``; ValueError saying the fix if there are none."""
     if time_dim not in ds.dims or time_dim not in ds.coords:
-        raise ValueError(f"resample_time: dataset {ds.encoding.get('source', '(in memory)')!r} "
-                         f"has no {time_dim!r} coordinate to resample")
+        raise ValueError(f"{_name(ds)}: no {time_dim!r} coordinate to aggregate in time")
     tvals = ds[time_dim]
     if not (np.issubdtype(tvals.dtype, np.datetime64) or tvals.dtype == object):
-        raise ValueError(f"resample_time: {time_dim!r} is not decoded to dates (units "
+        raise ValueError(f"{_name(ds)}: {time_dim!r} is not decoded to dates (units "
                          f"{tvals.attrs.get('units')!r}); open the file with decode_times=True")
-    if not np.isfinite(scale):
-        raise ValueError(f"resample_time: scale={scale!r} must be a finite number")
-    step_text = _step_text(tvals)
+    return np.asarray(tvals.values)
+
+
+def aggregate_windows(ds: xr.Dataset, agg: TimeAggregation, *, windows: Windows | None = None,
+              step: float | None = None, time_dim: str = "time") -> xr.Dataset:
+    """Reduce the time steps of ``ds`` window by window, counting what each window got.
+
+    Parameters
+    ----------
+    ds
+        Input with a decoded ``time_dim``; may hold steps from neighbouring files too.
+    agg
+        The rules.
+    windows
+        The windows to produce (default: planned from ``ds``'s own times). Steps outside
+        them are ignored; windows without steps come out missing with ``sample_count`` 0.
+    step
+        Input step in seconds (default: ``agg.input_step`` or inferred from ``ds``).
+    time_dim
+        Name of the time dimension.
+
+    Returns
+    -------
+    xarray.Dataset
+        One step per window; see the module docstring for the variables and attributes.
+    """
+    times = check_time(ds, time_dim)
+    if step is None:
+        step = infer_step(times, agg.input_step, _name(ds))
+    starts = interval_starts(times, step, agg.input_interval)
+    if windows is None:
+        windows = plan_windows(starts, agg, step, source=_name(ds))
+    index = windows.index_of(starts)
+    inside = index >= 0
+    present = np.bincount(index[inside], minlength=len(windows))
+    over = np.nonzero(present > windows.expected)[0]
+    if over.size:
+        i = int(over[0])
+        raise ValueError(
+            f"{_name(ds)}: window {windows.starts[i]} holds {present[i]} time steps but "
+            f"{windows.expected[i]} fit in it at a {step:g} s step: the input has duplicate "
+            "times or time_aggregation.input_step is too long")
     timed = [n for n, v in ds.data_vars.items() if time_dim in v.dims
              and np.issubdtype(v.dtype, np.number) and not str(n).endswith(("_bnds", "bounds"))]
     other = [n for n in ds.data_vars if n not in timed and time_dim not in ds[n].dims]
-    try:
-        resampler = ds[timed].resample({time_dim: freq}, label="left", closed="left")
-    except (ValueError, TypeError) as exc:
-        raise ValueError(f"resample_time: invalid freq {freq!r} ({exc})") from exc
-    if how == "sum":
-        out = resampler.sum(skipna=False, min_count=1)
-    elif how == "mean":
-        out = resampler.mean(skipna=True)
-    elif how == "min":
-        out = resampler.min(skipna=True)
+    data = ds[timed].isel({time_dim: np.nonzero(inside)[0]})
+    groups = xr.DataArray(index[inside], dims=time_dim, name=_WINDOW)
+    every = np.arange(len(windows))
+    expected = xr.DataArray(windows.expected.astype(np.float64), dims=_WINDOW)
+
+    valid = data.notnull().groupby(groups).sum().reindex({_WINDOW: every}, fill_value=0)
+    enough = (valid >= agg.min_sample_fraction * expected - 1e-9) & (valid > 0)
+    grouped = data.groupby(groups)
+    if agg.how in ("sum", "mean"):
+        total = grouped.sum(skipna=True).reindex({_WINDOW: every})
+        some = valid.where(valid > 0)  # no division by zero where a cell has no valid step
+        if agg.how == "mean":
+            reduced = total / some
+        elif agg.partial_sum == "scale_up":
+            reduced = total * (expected / some)
+        else:
+            reduced = total
     else:
-        out = resampler.max(skipna=True)
-    if scale != 1.0:
-        out = out * scale
-    # Bounds: each period runs from its label to its label plus one freq.
-    starts = out[time_dim].values
-    offset = _to_offset(freq, out.indexes[time_dim])
-    ends = np.array([offset(t) for t in starts], dtype=starts.dtype)
-    out["time_bnds"] = xr.DataArray(np.stack([starts, ends], axis=1), dims=(time_dim, "bnds"))
-    out[time_dim].attrs = {k: v for k, v in ds[time_dim].attrs.items()
-                           if k not in ("bounds",)}
+        reduced = getattr(grouped, agg.how)(skipna=True).reindex({_WINDOW: every})
+    out = reduced.where(enough)
+    if agg.scale != 1.0:
+        out = out * agg.scale
+    return _describe(out, ds, timed, other, agg, windows, present, step, time_dim)
+
+
+def _describe(out: xr.Dataset, ds: xr.Dataset, timed: list[str], other: list[str],
+              agg: TimeAggregation, windows: Windows, present: np.ndarray, step: float,
+              time_dim: str) -> xr.Dataset:
+    """Time coordinate, bounds, sample counts and CF attributes of the result."""
+    label = windows.starts if agg.label == "start" else windows.ends
+    out = out.rename({_WINDOW: time_dim}).assign_coords({time_dim: label})
+    out["time_bnds"] = xr.DataArray(np.stack([windows.starts, windows.ends], axis=1),
+                                    dims=(time_dim, "bnds"))
+    out["sample_count"] = xr.DataArray(present.astype(np.int32), dims=time_dim, attrs={
+        "long_name": "number of input time steps present in the window",
+        "standard_name": "number_of_observations", "units": "1"})
+    out["expected_sample_count"] = xr.DataArray(windows.expected.astype(np.int32), dims=time_dim,
+                                                attrs={"long_name": "number of input time steps "
+                                                       "a complete window holds", "units": "1"})
+    out[time_dim].attrs = {k: v for k, v in ds[time_dim].attrs.items() if k != "bounds"}
     out[time_dim].attrs["bounds"] = "time_bnds"
     out[time_dim].encoding = {k: v for k, v in ds[time_dim].encoding.items()
                               if k in ("units", "calendar")}
     out["time_bnds"].encoding = dict(out[time_dim].encoding)
+    comment = _comment(agg, step)
     for name in timed:
         attrs: dict[str, Any] = dict(ds[name].attrs)
-        interval = f" (interval: {step_text})" if step_text else ""
         cm = str(attrs.get("cell_methods", "")).strip()
-        attrs["cell_methods"] = f"{cm} {time_dim}: {HOW[how]}{interval}".strip()
-        if units is not None:
-            attrs["units"] = units
-        if scale != 1.0:
-            attrs["hpc_workflows_time_scale_factor"] = float(scale)
+        attrs["cell_methods"] = (f"{cm} {time_dim}: {HOW[agg.how]} "
+                                 f"(interval: {step:g} seconds comment: {comment})").strip()
+        ancillary = str(attrs.get("ancillary_variables", "")).split()
+        attrs["ancillary_variables"] = " ".join(ancillary + ["sample_count", "expected_sample_count"])
+        if agg.units is not None:
+            attrs["units"] = agg.units
+        if agg.scale != 1.0:
+            attrs["hpc_workflows_time_scale_factor"] = float(agg.scale)
         out[name].attrs = attrs
         out[name].encoding = {k: v for k, v in ds[name].encoding.items() if k == "dtype"}
     for name in other:
         out[name] = ds[name]
     out.attrs = dict(ds.attrs)
-    out.attrs["hpc_workflows_time_resample"] = f"{freq} {how} scale={scale:g}"
+    out.attrs["hpc_workflows_time_resample"] = (
+        f"{agg.freq} {agg.how} scale={agg.scale:g} offset={agg.offset or '0'} "
+        f"input={agg.input_interval} label={agg.label} "
+        f"min_sample_fraction={agg.min_sample_fraction:g} partial_sum={agg.partial_sum}")
+    out.attrs[INCOMPLETE_ATTR] = int(np.count_nonzero(present < windows.expected))
     return out
 
 
-def _to_offset(freq: str, index: Any) -> Any:
-    """Callable adding one ``freq`` period to a timestamp (numpy datetime64 or cftime)."""
-    if isinstance(index, xr.CFTimeIndex):
-        from xarray.coding.cftime_offsets import to_offset
+def _comment(agg: TimeAggregation, step: float) -> str:
+    inputs = {"instant": "inputs instantaneous",
+              "ending": f"inputs over the {step:g} s ending at their time",
+              "starting": f"inputs over the {step:g} s starting at their time"}[agg.input_interval]
+    rule = f"cells with under {agg.min_sample_fraction:g} of the expected steps missing"
+    if agg.how == "sum" and agg.min_sample_fraction < 1:
+        rule += ("; partial sums scaled to the full window" if agg.partial_sum == "scale_up"
+                 else "; partial sums not scaled")
+    return f"{inputs}; windows [start, end) labelled at {agg.label}; {rule}"
 
-        off = to_offset(freq)
-        return lambda t: t + off
-    import pandas as pd
 
-    off = pd.tseries.frequencies.to_offset(freq)
-    return lambda t: (pd.Timestamp(t) + off).to_datetime64()
+def _name(ds: xr.Dataset) -> str:
+    return str(ds.encoding.get("source", "(in memory)"))
