@@ -32,19 +32,22 @@ from typing import Any
 
 import numpy as np
 
+from hpc_workflows.diskspace import explain_write_failure
 from hpc_workflows.netcdf_lock import NETCDF_LOCK
 from hpc_workflows.netcdf_read import read_into
 from hpc_workflows.regrid.errors import GridError, RegridError
 from hpc_workflows.regrid.grids import SourceGrid, _is_lat, _is_lon, derive_bounds
 from hpc_workflows.regrid.overlap import check_overlap
-from hpc_workflows.regrid.select import VariableInfo, data_variable_names, referenced_names
+from hpc_workflows.regrid.select import (VariableInfo, data_variable_names,
+                                          horizontal_auxiliaries, referenced_names)
 from hpc_workflows.regrid.targets import TargetGrid, parse_target_grid
+from hpc_workflows.write.cf import band_attrs, cell_methods_for_output, filter_references
 from hpc_workflows.write.flush import WriteBehind
 
 __all__ = ["regrid_file"]
 
 _DROP_ATTRS = {"_FillValue", "missing_value", "scale_factor", "add_offset", "grid_mapping",
-               "coordinates", "valid_min", "valid_max", "valid_range", "_Unsigned"}
+               "valid_min", "valid_max", "valid_range", "_Unsigned"}
 
 
 def _attrs(var: Any) -> dict[str, Any]:
@@ -252,6 +255,13 @@ def regrid_file(
                         out.close()
                 flusher.finish()  # fsync: only the tail is left to flush
             os.replace(part, dst)
+        except Exception as exc:
+            # netCDF-C reports a full disk as EACCES or an HDF error: name the real cause
+            # (hpc_workflows.diskspace), looking before the partial file is removed.
+            full = explain_write_failure(exc, part, None, str(dst))
+            if full is not None:
+                raise full from exc
+            raise
         finally:
             part.unlink(missing_ok=True)
     finally:

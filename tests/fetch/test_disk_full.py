@@ -95,3 +95,30 @@ def test_unpack_on_a_full_disk_is_not_called_corrupt(tmp_path, small_fs):
         unpack(archive, small_fs / "extract")
     assert "corrupt" not in str(err.value) and "member 'radar/big.nc'" in str(err.value)
     assert not list((small_fs / "extract").rglob("*.part"))
+
+
+@pytest.mark.slow
+def test_full_output_filesystem_fails_the_step_once_with_the_real_cause(server, small_fs, tmp_path):
+    """Through the job: no step retries, and the UI's failure says "no space left on ..."."""
+    from dagster import DagsterEventType, DagsterInstance
+
+    from hpc_workflows.definitions import fetch_and_regrid_job
+    from tests.fetch.test_event_log import _day_file
+
+    server.add("/data/20200214.nc", _day_file())
+    cfg = {
+        "window": {"start": "2020-02-14", "end": "2020-02-14", "step": "24h"},
+        "source": {"template": server.url("/data/{dt:%Y%m%d}.nc"), "retries": 1, "backoff_seconds": 0.01},
+        "regrid": {"method": "bilinear", "target": {"name": "global_0.25deg"}},
+        "output": {"directory": str(small_fs / "out"), "workdir": str(tmp_path / "work"),
+                   "compression_level": 0, "name": "tas"},
+    }
+    with DagsterInstance.ephemeral() as instance:
+        result = fetch_and_regrid_job.execute_in_process(
+            run_config={"ops": {"fetch_and_regrid": {"config": cfg}}}, instance=instance, raise_on_error=False)
+    assert not result.success
+    failures = [e for e in result.all_events if e.event_type == DagsterEventType.STEP_FAILURE]
+    assert len(failures) == 1
+    text = str(failures[0].event_specific_data.error) + str(failures[0].event_specific_data.error.cause)
+    assert f"no space left on {small_fs}" in text, text[-2000:]
+    assert not [e for e in result.all_events if e.event_type == DagsterEventType.STEP_UP_FOR_RETRY]
