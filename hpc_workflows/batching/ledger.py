@@ -156,9 +156,13 @@ class Ledger:
         }
         line = (json.dumps(entry, sort_keys=True) + "\n").encode()
         self.directory.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
         try:
             fcntl.lockf(fd, fcntl.LOCK_EX)  # one whole line per writer, also over NFS
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                # A writer was killed mid-line: end its torn line, or ours would be lost with it.
+                line = b"\n" + line
             os.write(fd, line)
         finally:
             os.close(fd)  # releases the lock
