@@ -87,13 +87,13 @@ def test_ui_on_node_via_tunnel_launches_and_shows_a_run(batch_system, tmp_path):
 
         shot = tmp_path / "run_page.png"
         page = screenshot(f"{url}/runs/{run_id}", shot,
-                          ["fetch_source[A1B]", "regrid_and_write[E1]", "summarise"])
+                          ["process_batch[A1B]", "process_batch[E1]", "summarise"])
         assert "Success" in page or "SUCCESS" in page.upper()
         assert shot.stat().st_size > 20_000
         graph = tmp_path / "job_graph.png"
         # The ops sit in one graph node (it carries the config mapping): explode it.
         screenshot(f"{url}/locations/hpc_workflows/jobs/fetch_and_regrid", graph,
-                   ["plan_sources", "fetch_source", "regrid_and_write", "summarise"],
+                   ["plan_sources", "process_batch", "summarise"],
                    click=["Explode graphs"])
         artifacts = os.environ.get("HPCW_TEST_ARTIFACTS")
         if artifacts:  # keep the screenshots for people to look at

@@ -147,7 +147,7 @@ def test_cancelling_the_coordinator_cancels_every_worker_job(batch_system, tmp_p
     logs = tmp_path / "worker_logs"
 
     def fetch_started() -> bool:  # steps log to their worker job's output
-        return any('STEP_START - Started execution of step "fetch_and_regrid.fetch_source' in read(p)
+        return any('STEP_START - Started execution of step "fetch_and_regrid.process_batch' in read(p)
                    for p in logs.glob("*.err"))
 
     try:
