@@ -100,3 +100,42 @@ def write_day_archive(root: Path, day: dt.date) -> Path:
                 info.size = len(blob)
                 tar.addfile(info, io.BytesIO(blob))
     return out
+
+
+# --- the same archive in the format the real one holds: gzipped NIMROD files --------------
+
+NIMROD_SCALE = 32.0  # the UK composite stores rain rate x 32 as int16 ("mm/h*32")
+
+
+def nimrod_rain_rate(when: dt.datetime) -> np.ndarray:
+    """:func:`rain_rate` as it reads back from NIMROD: quantised to 1/32 mm/h, NaN kept."""
+    rate = rain_rate(when)
+    return np.where(np.isnan(rate), np.nan, np.round(rate * NIMROD_SCALE) / NIMROD_SCALE)
+
+
+def nimrod_composite(when: dt.datetime, product: str) -> bytes:
+    """One 5-minute NIMROD field on this module's grid (rows from the top, -1 = no cover)."""
+    from tests.formats.nimrod_files import nimrod_bytes
+
+    rate = rain_rate(when) if product == "rainrate_composite" else np.ones((NY, NX), "float32")
+    stored = np.where(np.isnan(rate), -1, np.round(rate * NIMROD_SCALE)).astype("int16")[::-1]
+    return nimrod_bytes(
+        stored, validity=when, x_origin=float(x_centres()[0]), y_origin=float(y_centres()[-1]),
+        step=DX, field_code=213 if product == "rainrate_composite" else 214,
+        title="Rainfall rate Composite" if product == "rainrate_composite" else "Quality",
+    )
+
+
+def write_nimrod_day_archive(root: Path, day: dt.date) -> Path:
+    """Write ``<root>/radar/YYYYMMDD.tar`` of gzipped 5-minute NIMROD files, two products,
+    named as the real archive names them (no format in the name: it is found from content)."""
+    out = root / "radar" / f"{day:%Y%m%d}.tar"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(out, "w") as tar:
+        for when in times_of_day(day):
+            for product in ("rainrate_composite", "qualityproduct_composite"):
+                blob = gzip.compress(nimrod_composite(when, product))
+                info = tarfile.TarInfo(f"metoffice-c-band-{product}_{when:%Y%m%d%H%M}_1km-composite.dat.gz")
+                info.size = len(blob)
+                tar.addfile(info, io.BytesIO(blob))
+    return out

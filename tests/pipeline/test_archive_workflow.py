@@ -92,10 +92,10 @@ def archive_run(tmp_path_factory):
     }
 
 
-def _expected(day: dt.date) -> dict[str, np.ndarray]:
+def _expected(day: dt.date, rate=radar.rain_rate) -> dict[str, np.ndarray]:
     """Direct computation: 3-hourly sums, then per coarse cell mean/max/band fractions."""
     times = radar.times_of_day(day)
-    rates = np.stack([radar.rain_rate(t) for t in times])  # (t, y, x)
+    rates = np.stack([rate(t) for t in times])  # (t, y, x)
     per = 3 * 60 // radar.STEP_MINUTES
     blocks = rates.reshape(-1, per, radar.NY, radar.NX)
     all_nan = np.isnan(blocks).all(axis=1)

@@ -1,0 +1,64 @@
+"""The archive workflow on the format the real archive holds: a day's tar of gzipped NIMROD
+files from the tape-archive client (the fake ``moo``), recognised by content, converted with
+iris, merged, summed to 3-hourly totals and aggregated from the British National Grid to
+lat/lon. Figures are checked against numpy on the generating function, quantised as NIMROD
+stores it (int16 rain rate x 32)."""
+
+from __future__ import annotations
+
+import copy
+import os
+
+import numpy as np
+import pytest
+import xarray as xr
+from dagster import DagsterInstance
+
+from tests.pipeline import radar_archive as radar
+from tests.pipeline.test_archive_workflow import DAYS, FAKES, _config, _expected
+
+pytestmark = pytest.mark.slow
+DAY = DAYS[0]
+
+
+@pytest.fixture(scope="module")
+def nimrod_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("nimrod_archive")
+    root = tmp / "moose"
+    radar.write_nimrod_day_archive(root / "adhoc" / "projects", DAY)
+    cfg = copy.deepcopy(_config(tmp / "out"))
+    cfg["window"].update(start=f"{DAY}", end=f"{DAY}")
+    # iris names the NIMROD field from its title ("Rainfall rate Composite").
+    cfg["regrid"]["variables"] = ["rainfall_rate_composite"]
+    mp = pytest.MonkeyPatch()
+    mp.setenv("PATH", f"{FAKES}{os.pathsep}{os.environ['PATH']}")
+    mp.setenv("FAKE_MOO_ROOT", str(root))
+    mp.setenv("FAKE_MOO_STATE", str(tmp / "moo_state"))
+    from hpc_workflows.definitions import fetch_and_regrid_job
+
+    try:
+        with DagsterInstance.ephemeral() as instance:
+            result = fetch_and_regrid_job.execute_in_process(
+                run_config={"ops": {"fetch_and_regrid": {"config": cfg}}}, instance=instance,
+                raise_on_error=False)
+            assert result.success, [e.message for e in result.all_events if e.is_failure]
+    finally:
+        mp.undo()
+    return tmp / "out"
+
+
+def test_nimrod_day_aggregates_match_numpy(nimrod_run):
+    path = nimrod_run / f"radar_{DAY:%Y%m%d}_rainrate_composite.nc"
+    exp = _expected(DAY, rate=radar.nimrod_rain_rate)
+    name = "rainfall_rate_composite"
+    with xr.open_dataset(path) as ds:
+        assert ds.sizes["time"] == radar.HOURS_PER_DAY // 3
+        mean = ds[name].transpose("time", "lat", "lon").values
+        vmax = ds[f"{name}_max"].transpose("time", "lat", "lon").values
+        frac = ds[f"{name}_fraction"].transpose("time", "band", "lat", "lon").values
+        assert ds[name].attrs["units"] == "mm"
+        assert "time: sum" in ds[name].attrs.get("cell_methods", "")
+    assert np.isfinite(exp["mean"]).sum() > 20
+    np.testing.assert_allclose(mean, exp["mean"], rtol=1e-5, atol=1e-5, equal_nan=True)
+    np.testing.assert_allclose(vmax, exp["max"], rtol=1e-5, atol=1e-5, equal_nan=True)
+    np.testing.assert_allclose(frac, exp["fraction"], rtol=0, atol=1e-6, equal_nan=True)
