@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
+from .refusal import install_log_filter, mark_reported
+
 
 def import_jobqueue() -> ModuleType:
     """Import dask_jobqueue without letting it take over Ctrl-C.
@@ -69,6 +71,7 @@ class _LedgerMixin:
             await super().start()  # type: ignore[misc]
         except Exception as exc:  # noqa: BLE001 - recorded, then re-raised for dask's own handling
             self.ledger.add_error(str(exc))
+            mark_reported(exc)  # the run reports it (refusal_message): no tornado traceback
             raise
 
 
@@ -98,6 +101,7 @@ def tracked_cluster_class(kind: str, ledger: SubmissionLedger) -> type:
         Shared by every job of the one cluster built from the returned class.
     """
     jq = import_jobqueue()
+    install_log_filter()
     PBSJob = jq.PBSCluster.job_cls  # noqa: N806 - a class
 
     class LoggedPBSJob(PBSJob):

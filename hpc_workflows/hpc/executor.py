@@ -50,6 +50,7 @@ from dagster._core.executor.base import Executor
 from dagster._utils.error import serializable_error_info_from_exc_info
 
 from .clusters import RunCluster, missing_resources, open_cluster
+from .refusal import refusal_message
 from .settings import ExecutorSettings, validate_executor_settings
 from .worker_step import run_step
 
@@ -271,8 +272,9 @@ class HpcDaskExecutor(Executor):
         errors = rc.submission_errors()
         if errors:
             raise NoWorkerError(
-                f"submitting a {rc.kind} worker job failed, so no step can run:\n{errors[-1]}\n"
-                "Check queue/account/walltime/memory in execution.config.cluster."
+                f"submitting a {rc.kind} worker job failed, so no step can run; the batch "
+                "system said:\n"
+                + refusal_message(rc.kind, errors[-1])
             )
         if rc.worker_count() > 0:
             return None
