@@ -149,3 +149,14 @@ def test_rerun_skips_completed_work(demo_outputs):
     assert summary["run_id"] == demo_outputs["second_run_id"]
     assert summary["fetched"] == 0 and summary["fetch_skipped"] == 2
     assert summary["outputs_written"] == 0 and summary["outputs_skipped"] == 2
+
+
+def test_rerun_with_nothing_to_do_opened_no_cluster(demo_outputs):
+    """Plan and summary run on the coordinator; the cluster opens only for a batch step."""
+    with DagsterInstance.from_ref(InstanceRef.from_dir(str(demo_outputs["home"]))) as inst:
+        def engine(run_id):
+            return [r.dagster_event.message or "" for r in inst.all_logs(run_id)
+                    if r.dagster_event and r.dagster_event.event_type_value == "ENGINE_EVENT"]
+        first, second = engine(demo_outputs["run_id"]), engine(demo_outputs["second_run_id"])
+    assert any("Dask cluster" in m for m in first)
+    assert not any("Dask cluster" in m for m in second), second
