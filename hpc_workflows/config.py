@@ -173,6 +173,15 @@ class SourceConfig(Config):
     connect_timeout: float = Field(default=30.0, description="Seconds to establish a connection.")
     read_timeout: float = Field(default=120.0, description="Seconds without data before retrying.")
     max_connections_per_host: int = Field(default=4, description="Concurrent downloads per host.")
+    batch_command: Optional[list[str]] = Field(
+        default=None,
+        description="Batch form of the archive client for recalls of many files in one request: "
+        "'{src}' alone becomes one argument per file, e.g. ['moo', 'get', '-f', '{src}', '{dest_dir}'].",
+    )
+    max_archive_commands: int = Field(
+        default=2,
+        description="Archive-client commands running at once on a node, across steps and runs.",
+    )
     unpack_max_ratio: float = Field(
         default=200.0,
         description="Unpacking one archive may write at most this many bytes per archive byte "
@@ -260,6 +269,15 @@ class SourceConfig(Config):
             warning = shell_warning(list(self.command))
             if warning:
                 fetch_logger.warning(warning)
+        if self.batch_command is not None:
+            from hpc_workflows.fetch.settings import validate_batch_command
+
+            try:
+                validate_batch_command(list(self.batch_command))
+            except ValueError as exc:
+                raise ValueError(f"source.batch_command: {exc}") from None
+        if self.max_archive_commands < 1:
+            raise ValueError(f"source.max_archive_commands={self.max_archive_commands} must be 1 or more")
         return self
 
 
@@ -539,7 +557,8 @@ class WorkflowConfig(Config):
         from hpc_workflows.fetch.preflight import check_planned_sources
 
         origin = "source.template" if self.source.template is not None else "source.manifest"
-        check_planned_sources(sources, self.source.transport, self.source.command, origin)
+        check_planned_sources(sources, self.source.transport, self.source.command, origin,
+                              self.source.batch_command)
         if not sources:
             raise ValueError(
                 "source: the window and template/manifest give no files: check window.start, "

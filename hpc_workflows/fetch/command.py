@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from hpc_workflows.diskspace import explain_write_failure
 from hpc_workflows.fetch.base import Transfer
 from hpc_workflows.fetch.errors import TransferFailed
+from hpc_workflows.fetch.hostlimit import host_slot
 from hpc_workflows.fetch.preflight import option_like_argument
 from hpc_workflows.fetch.settings import validate_command_template
 
@@ -32,6 +33,50 @@ def build_argv(template: list[str], *, src: str, dest: str, key: str = "", name:
     """
     values = {"src": src, "dest": dest, "key": key, "name": name}
     return [arg.format_map(values) for arg in template]
+
+
+def archive_slot(program: str, settings: "FetchSettings"):
+    """Hold one of ``settings.max_archive_commands`` slots for archive client ``program``.
+
+    Tape systems punish many concurrent clients: the cap holds across the threads of a
+    process and, through flock'd files in ``host_lock_dir``, across processes and runs
+    (see `hpc_workflows.fetch.hostlimit`).
+    """
+    return host_slot(f"archive-{PurePosixPath(program).name}", settings.max_archive_commands,
+                     settings.resolved_host_lock_dir)
+
+
+def run_client(argv: list[str], settings: "FetchSettings") -> subprocess.CompletedProcess:
+    """Run an archive client (no shell) inside an archive slot; map start-up failures to TransferFailed."""
+    try:
+        with archive_slot(argv[0], settings):
+            return subprocess.run(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                timeout=settings.command_timeout,
+                shell=False,
+                check=False,
+            )
+    except FileNotFoundError:
+        raise TransferFailed(
+            f"archive client {argv[0]!r} was not found on PATH; install it or fix the first "
+            "element of FetchSettings.command",
+            retryable=False,
+            field="command",
+        ) from None
+    except PermissionError:
+        raise TransferFailed(f"archive client {argv[0]!r} is not executable", retryable=False, field="command") from None
+    except subprocess.TimeoutExpired:
+        raise TransferFailed(
+            f"{argv[0]} did not finish within command_timeout={settings.command_timeout}s", retryable=True
+        ) from None
+
+
+def stderr_tail(proc: subprocess.CompletedProcess) -> str:
+    """The end of a client's stderr (where it says why), or ``(no stderr)``."""
+    return proc.stderr.decode("utf-8", "replace").strip()[-_STDERR_LIMIT:] or "(no stderr)"
 
 
 class CommandTransport:
@@ -56,39 +101,16 @@ class CommandTransport:
                 retryable=False,
                 field="url",
             )
-        try:
-            proc = subprocess.run(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                timeout=settings.command_timeout,
-                shell=False,
-                check=False,
-            )
-        except FileNotFoundError:
-            raise TransferFailed(
-                f"archive client {argv[0]!r} was not found on PATH; install it or fix the first "
-                "element of FetchSettings.command",
-                retryable=False,
-                field="command",
-            ) from None
-        except PermissionError:
-            raise TransferFailed(f"archive client {argv[0]!r} is not executable", retryable=False, field="command") from None
-        except subprocess.TimeoutExpired:
-            raise TransferFailed(
-                f"{argv[0]} did not finish within command_timeout={settings.command_timeout}s", retryable=True
-            ) from None
+        proc = run_client(argv, settings)
         if proc.returncode != 0:
             # A client that died on a full disk says so in its own words, if at all.
             full = explain_write_failure(OSError(), dest)
             if full is not None:
                 dest.unlink(missing_ok=True)  # cannot be resumed, and it holds the space
                 raise TransferFailed(str(full), retryable=False, field="dest_dir")
-            stderr = proc.stderr.decode("utf-8", "replace").strip()[-_STDERR_LIMIT:]
             permanent = proc.returncode in settings.command_permanent_exit_codes
             raise TransferFailed(
-                f"{argv[0]} exited with status {proc.returncode}: {stderr or '(no stderr)'}",
+                f"{argv[0]} exited with status {proc.returncode}: {stderr_tail(proc)}",
                 retryable=not permanent,
                 field="url" if permanent else None,
             )

@@ -118,9 +118,14 @@ def check_command_arguments(template: Sequence[str], argv: Sequence[str], source
     )
 
 
+def single_file_form(batch_command: Sequence[str]) -> list[str]:
+    """A batch template (``{src}`` repeated per file, ``{dest_dir}``) as seen by one file."""
+    return [("{dest}" if arg == "{dest_dir}" else arg) for arg in batch_command]
+
+
 def check_planned_sources(
     sources: Iterable[Source], transport: str = "auto", command: list[str] | None = None,
-    origin: str = "source",
+    origin: str = "source", batch_command: list[str] | None = None,
 ) -> None:
     """Check every planned source before any work: URL syntax, transport choice, command argv.
 
@@ -134,6 +139,8 @@ def check_planned_sources(
         ``source.command``, the archive client template.
     origin : str
         The config field the sources came from (``source.template``...), for the message.
+    batch_command : list of str, optional
+        ``source.batch_command``, checked like ``command`` for each file.
 
     Raises
     ------
@@ -162,9 +169,11 @@ def check_planned_sources(
         if transport_of_scheme[scheme] == "command" and settings.command:
             # The real destination is an absolute path under output.workdir; only the source's
             # own values ({src}, {name}) can start with '-'.
-            argv = build_argv(settings.command, src=source.url, dest=f"/{source.filename}.part",
-                              key=source.key, name=PurePosixPath(source.url).name)
-            try:
-                check_command_arguments(settings.command, argv, source)
-            except ValueError as exc:
-                raise ValueError(f"{origin}: {exc}") from None
+            templates = [settings.command] + ([single_file_form(batch_command)] if batch_command else [])
+            for template in templates:
+                argv = build_argv(template, src=source.url, dest=f"/{source.filename}.part",
+                                  key=source.key, name=PurePosixPath(source.url).name)
+                try:
+                    check_command_arguments(template, argv, source)
+                except ValueError as exc:
+                    raise ValueError(f"{origin}: {exc}") from None

@@ -46,6 +46,41 @@ def validate_command_template(command: list[str]) -> None:
         )
 
 
+BATCH_PLACEHOLDERS = ("src", "dest_dir")
+
+
+def validate_batch_command(command: list[str]) -> None:
+    """Check a batch archive-client template; raise ValueError naming ``batch_command``.
+
+    One argument must be exactly ``{src}`` (it becomes one argument per file of the batch) and
+    ``{dest_dir}`` (the folder the client writes them into, each under its own name) must
+    appear, e.g. ``["moo", "get", "-f", "{src}", "{dest_dir}"]``.
+    """
+    example = "['moo', 'get', '-f', '{src}', '{dest_dir}']"
+    if not isinstance(command, (list, tuple)) or not command or not all(isinstance(a, str) for a in command):
+        raise ValueError(f"FetchSettings.batch_command must be a non-empty list of strings such as {example}, "
+                         f"got {command!r}")
+    seen: set[str] = set()
+    for arg in command:
+        try:
+            parsed = list(string.Formatter().parse(arg))
+        except ValueError as exc:
+            raise ValueError(f"FetchSettings.batch_command argument {arg!r} is malformed ({exc})") from None
+        for _, name, spec, conv in parsed:
+            if name is None:
+                continue
+            if name not in BATCH_PLACEHOLDERS or spec or conv:
+                raise ValueError(f"FetchSettings.batch_command argument {arg!r} uses unknown placeholder {{{name}}}; "
+                                 "valid ones are {src} and {dest_dir}")
+            if name == "src" and arg != "{src}":
+                raise ValueError(f"FetchSettings.batch_command: {{src}} must be an argument on its own (it becomes "
+                                 f"one argument per file), not part of {arg!r}; e.g. {example}")
+            seen.add(name)
+    if command.count("{src}") != 1 or "dest_dir" not in seen:
+        raise ValueError(f"FetchSettings.batch_command {command!r} must contain one '{{src}}' argument and "
+                         f"{{dest_dir}}, e.g. {example}")
+
+
 @dataclass
 class FetchSettings:
     """How to fetch sources.  Defaults suit a shared HPC login node.
@@ -100,6 +135,13 @@ class FetchSettings:
         filesystems where fsync is slow.
     headers : dict
         Extra HTTP request headers (never logged).
+    batch_command : list of str, optional
+        Batch form of the archive client for `fetch_batch`: ``{src}`` (an argument on its
+        own) becomes one argument per file, ``{dest_dir}`` the folder they are recalled into,
+        e.g. ``["moo", "get", "-f", "{src}", "{dest_dir}"]``: one request, one tape pass.
+    max_archive_commands : int
+        Archive-client commands (single or batch) running at once, across the threads of a
+        process and, through lock files in ``host_lock_dir``, across processes and runs.
     """
 
     transport: str = "auto"
@@ -123,6 +165,8 @@ class FetchSettings:
     verify_tls: bool = True
     fsync: bool = True
     headers: dict[str, str] = field(default_factory=dict)
+    batch_command: list[str] | None = None
+    max_archive_commands: int = 2
 
     def __post_init__(self) -> None:
         if self.transport not in TRANSPORTS:
@@ -160,6 +204,14 @@ class FetchSettings:
         if not isinstance(self.max_connections_per_host, int) or self.max_connections_per_host < 1:
             raise ValueError(
                 f"FetchSettings.max_connections_per_host must be an integer >= 1, got {self.max_connections_per_host!r}"
+            )
+        if self.batch_command is not None:
+            self.batch_command = list(self.batch_command) if isinstance(self.batch_command, (list, tuple)) \
+                else self.batch_command
+            validate_batch_command(self.batch_command)
+        if not isinstance(self.max_archive_commands, int) or self.max_archive_commands < 1:
+            raise ValueError(
+                f"FetchSettings.max_archive_commands must be an integer >= 1, got {self.max_archive_commands!r}"
             )
         if not isinstance(self.chunk_size, int) or self.chunk_size < 1024:
             raise ValueError(f"FetchSettings.chunk_size must be an integer >= 1024, got {self.chunk_size!r}")

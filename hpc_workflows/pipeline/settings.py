@@ -42,6 +42,8 @@ def fetch_settings(cfg: WorkflowConfig) -> FetchSettings:
         checksum_sidecar=src.checksum_sidecar,
         command_permanent_exit_codes=list(src.permanent_exit_codes or []),
         command_timeout=src.command_timeout,
+        batch_command=list(src.batch_command) if src.batch_command else None,
+        max_archive_commands=src.max_archive_commands,
     )
 
 
