@@ -47,9 +47,12 @@ def load_with_iris(path: Path, loader: Callable[..., Any], label: str) -> Any:
             cubes = iris.cube.CubeList(loader([str(path)])).merge()
         except Exception as exc:  # noqa: BLE001 - any reader failure is "not readable as X"
             raise FormatError(f"{path}: cannot be read as {label} ({type(exc).__name__}: {exc})") from None
+    said: dict[str, int] = {}
     for w in caught:
         if "Iris" in type(w.message).__name__ or "Translation" in type(w.message).__name__:
-            logger.warning("%s: %s", path.name, w.message)
+            said[str(w.message)] = said.get(str(w.message), 0) + 1
+    for message, count in said.items():  # once each: a PP file repeats them per field
+        logger.warning("%s: %s%s", path.name, message, f" ({count} fields)" if count > 1 else "")
     if not cubes:
         raise FormatError(f"{path}: no {label} fields in the file")
     return cubes
@@ -82,7 +85,12 @@ def save_cubes(cubes: Any, out: Path) -> None:
     import iris.cube
     import iris.fileformats.netcdf
 
-    ready = iris.cube.CubeList(_with_time_dimension(c) for c in cubes)
+    # Only a file of single-time fields gets a time dimension: where some field already has
+    # one (a model run's steps), a field with a scalar time is static (orography) and stays so.
+    promote = not any(c.coords("time", dim_coords=True) for c in cubes)
+    ready = iris.cube.CubeList(_with_time_dimension(c) if promote else c for c in cubes)
+    for cube in ready:
+        _no_int64_coords(cube)
     timed = any(c.coords("time", dim_coords=True) for c in ready)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -92,27 +100,51 @@ def save_cubes(cubes: Any, out: Path) -> None:
             unlimited_dimensions=["time"] if timed else [],
             fill_value=[_fill_value(c.dtype) for c in ready],
         )
-    _fix_grid_mappings(out)
+    _fix_cf(out)
 
 
-def _fix_grid_mappings(path: Path) -> None:
+def _fix_cf(path: Path) -> None:
     """Correct what iris 3.14's saver writes that is not CF.
 
-    For a polar stereographic grid iris writes the latitude of true scale as
-    ``true_scale_lat``, a name CF does not have; CF readers (pyproj, cartopy, CDO, iris's own
-    loader, which looks for ``standard_parallel``) then assume true scale at the pole, and
-    place the GRIB sample's first point 3.3 degrees of latitude away from where ecCodes puts it.
+    - For a polar stereographic grid iris writes the latitude of true scale as
+      ``true_scale_lat``, a name CF does not have; CF readers (pyproj, cartopy, CDO, iris's
+      own loader, which looks for ``standard_parallel``) then assume true scale at the pole,
+      and place the GRIB sample's first point 3.3 degrees of latitude away from where ecCodes
+      puts it.
+    - On hybrid-height fields iris puts ``axis: Z`` on both the level number (the dimension
+      coordinate) and ``level_height``; CF allows one coordinate per axis for a variable, so
+      the auxiliary one loses the attribute (its ``standard_name`` still says what it is).
     """
     import netCDF4
 
     from hpc_workflows.netcdf_lock import NETCDF_LOCK
 
     with NETCDF_LOCK, netCDF4.Dataset(path, "a") as nc:
-        for var in nc.variables.values():
+        dim_axes = {getattr(nc.variables[d], "axis", None) for d in nc.dimensions if d in nc.variables}
+        for name, var in nc.variables.items():
             attrs = var.ncattrs()
             if getattr(var, "grid_mapping_name", None) == "polar_stereographic" and "true_scale_lat" in attrs:
                 var.setncattr("standard_parallel", var.getncattr("true_scale_lat"))
                 var.delncattr("true_scale_lat")
+            if "axis" in attrs and name not in nc.dimensions and var.getncattr("axis") in dim_axes:
+                var.delncattr("axis")
+
+
+def _no_int64_coords(cube: Any) -> None:
+    """Store int64 coordinates (iris's NIMROD times, iris-grib's forecast_period) as float64.
+
+    CF 1.8 allows only the netCDF classic types for variables (int64 came with CF 1.9), and
+    checkers flag them. float64 holds every integer below 2**53 exactly, so seconds since
+    1970 lose nothing; int32 would overflow in 2038.
+    """
+    import numpy as np
+
+    for coord in cube.coords():
+        if coord.dtype == np.int64:
+            bounds = coord.core_bounds()
+            coord.points = coord.core_points().astype(np.float64)
+            if bounds is not None:
+                coord.bounds = bounds.astype(np.float64)
 
 
 def _fill_value(dtype: Any) -> Any:

@@ -83,3 +83,35 @@ def test_grib2_converts_as_eccodes_decodes_it(tmp_path, sample_data):
         assert ds["forecast_reference_time"].values[0] == reference
         assert ds["time"].values[0] == reference + np.timedelta64(step, "h")
         assert int(ds["forecast_period"].values[0]) == step
+
+
+def test_model_levels_keep_static_orography_and_one_z_axis(tmp_path, sample_data):
+    """uk_hires.pp: theta on 3 times x 7 hybrid-height levels, plus orography. The orography
+    stays static (no length-1 time of its own), only the level number carries ``axis: Z``,
+    and no variable is int64 (CF 1.8 types)."""
+    import netCDF4
+
+    out = tmp_path / "uk.nc"
+    to_netcdf(sample_data / "uk_hires.pp", out)
+    with netCDF4.Dataset(out) as nc:
+        assert nc["air_potential_temperature"].dimensions[:2] == ("time", "model_level_number")
+        assert nc["level_height"].getncattr("formula_terms").startswith("a: level_height b: sigma")
+        orography = [v for v in nc.variables.values() if getattr(v, "standard_name", "") == "surface_altitude"]
+        assert orography and all(v.dimensions == ("grid_latitude", "grid_longitude") for v in orography)
+        assert [n for n, v in nc.variables.items() if getattr(v, "axis", None) == "Z"] == ["model_level_number"]
+        assert not [n for n, v in nc.variables.items() if v.dtype == np.int64]
+
+
+def test_grib_and_nimrod_times_are_not_int64(tmp_path, sample_data):
+    import datetime as dt
+
+    import netCDF4
+
+    from tests.formats.nimrod_files import write_nimrod
+
+    radar = write_nimrod(tmp_path / "r", np.zeros((3, 4), "int16"), validity=dt.datetime(2020, 2, 14))
+    for src in (sample_data / "polar_stereo.grib2", radar):
+        out = tmp_path / f"{src.name}.nc"
+        to_netcdf(src, out)
+        with netCDF4.Dataset(out) as nc:
+            assert not [n for n, v in nc.variables.items() if v.dtype == np.int64], src.name
