@@ -39,19 +39,18 @@ def _report(directory: Path) -> int:
 
 
 def _check_config(path: Path) -> int:
-    import yaml
+    # Every problem of the whole file (ops, execution, unknown keys, YAML syntax), one line
+    # each and no traceback: the job scripts run this before anything is submitted.
+    from hpc_workflows.pipeline.check_config import check_run_config_file
 
-    from hpc_workflows.config import ConfigValidationError, validate_workflow_config
-
-    raw = yaml.safe_load(path.read_text()) or {}
-    cfg = raw.get("ops", {}).get("fetch_and_regrid", {}).get("config")
-    if cfg is None:
-        print(f"{path}: no ops.fetch_and_regrid.config section", file=sys.stderr)
-        return 2
-    try:
-        validate_workflow_config(cfg)
-    except ConfigValidationError as exc:
-        print(f"{path}: {exc}", file=sys.stderr)
+    report = check_run_config_file(path)
+    for warning in report.warnings:
+        print(f"{path}: warning: {warning}", file=sys.stderr)
+    if not report.ok:
+        if not report.errors[0].startswith(str(path)):  # a file error names the file itself
+            print(f"{path}: invalid run config:", file=sys.stderr)
+        for error in report.errors:
+            print("  " + error.replace("\n", "\n  "), file=sys.stderr)
         return 1
     print(f"{path}: OK")
     return 0

@@ -37,6 +37,7 @@ import sys
 import time
 from collections.abc import Iterator, Mapping
 
+import click
 import distributed
 from dagster import Field, Float, Int, Permissive, executor, multiple_process_executor_requirements
 from dagster._core.errors import DagsterExecutionInterruptedError
@@ -89,6 +90,15 @@ def dask_resource_requirements(tags: Mapping[str, str]) -> dict[str, float]:
         ) from None
 
 
+class ExecutorConfigError(click.ClickException):
+    """Invalid ``execution.config``: the message names each field and the fix.
+
+    A ``ClickException`` because ``dagster job execute`` is a click program: click prints
+    ``Error: <message>`` and exits 1 instead of a 70-line traceback ending in the same lines.
+    Anywhere else (the UI's run worker, ``execute_job``) it is an ordinary exception.
+    """
+
+
 class NoWorkerError(RuntimeError):
     """No Dask worker connected, or none can: the run cannot make progress."""
 
@@ -129,6 +139,8 @@ class HpcDaskExecutor(Executor):
                 "the HPC executor needs a persistent Dagster instance shared with the workers: "
                 "set DAGSTER_HOME to a folder on a filesystem all nodes see (docs/production.md)"
             )
+        for warning in self.settings.warnings():  # valid, but probably not what was meant
+            plan_context.log.warning(warning)
         cluster = _LazyCluster(self.settings, f"dagster-{plan_context.run_id[:8]}")
         try:
             yield from self._orchestrate(plan_context, execution_plan, cluster)
@@ -352,4 +364,8 @@ def hpc_dask_executor(init_context) -> HpcDaskExecutor:
     cluster. See :mod:`hpc_workflows.hpc.executor` and docs/production.md for the config."""
     config = dict(init_context.executor_config)
     retries = RetryMode.from_config(config.pop("retries"))
-    return HpcDaskExecutor(validate_executor_settings(config), retries)
+    try:
+        settings = validate_executor_settings(config)
+    except ValueError as exc:
+        raise ExecutorConfigError(str(exc)) from None
+    return HpcDaskExecutor(settings, retries)

@@ -9,9 +9,23 @@ from __future__ import annotations
 import os
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
-from .walltime import WorkerLifetime, lifetime_for, parse_walltime
+from .walltime import (
+    WorkerLifetime,
+    lifetime_for,
+    parse_walltime,
+    walltime_number_problem,
+    walltime_warning,
+)
 
 #: Dask worker resource every step needs one unit of: a worker process runs one step at a time,
 #: and that step owns all of the worker's threads for its own dask computations.
@@ -20,6 +34,16 @@ STEP_SLOT = "dagster_step"
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _size_with_unit(name: str, value: Any) -> Any:
+    """Refuse a size without a unit: Dask reads a bare 8000 as 8000 bytes, and YAML gives the
+    validator a number ("Input should be a valid string" would not say what to write)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)) or (isinstance(value, str) and value.strip().isdigit()):
+        raise ValueError(f"{name} {value!r} has no unit: add a unit, e.g. '8GB' or '{value}MB'")
+    return value
 
 
 class AdaptSettings(_Strict):
@@ -48,6 +72,11 @@ class LocalClusterSettings(_Strict):
         "so off lets them run code as you on the workers.",
     )
 
+    @field_validator("memory_limit", mode="before")
+    @classmethod
+    def _memory_limit_unit(cls, value: Any) -> Any:
+        return _size_with_unit("memory_limit", value)
+
 
 class BatchClusterSettings(_Strict):
     """Dask workers as batch jobs (dask-jobqueue); fields common to SLURM and PBS."""
@@ -60,6 +89,10 @@ class BatchClusterSettings(_Strict):
     account: str | None = Field(None, description="Project/account to charge.")
     interface: str | None = Field(
         None, description="Network interface for scheduler and workers (e.g. 'ib0'; 'lo' on one node)."
+    )
+    scheduler_interface: str | None = Field(
+        None, description="The scheduler's interface when the login node's differs from the compute "
+        "nodes' (e.g. 'eth0' on the login node, 'ib0' on compute nodes); default: interface."
     )
     local_directory: str | None = Field(None, description="Node-local scratch for workers, e.g. '$TMPDIR'.")
     log_directory: str | None = Field(None, description="Where worker job logs go (shared FS).")
@@ -80,11 +113,23 @@ class BatchClusterSettings(_Strict):
     tls: bool = Field(True, description="TLS with temporary credentials between scheduler and workers.")
     death_timeout: int = Field(60, ge=1, description="Seconds a worker waits for a lost scheduler.")
 
+    @field_validator("walltime", "lifetime_margin", mode="before")
+    @classmethod
+    def _walltime_is_text(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            raise ValueError(walltime_number_problem(info.field_name or "walltime", value))
+        return value
+
     @field_validator("walltime")
     @classmethod
     def _walltime_parses(cls, value: str) -> str:
         parse_walltime(value)
         return value
+
+    @field_validator("memory", mode="before")
+    @classmethod
+    def _memory_unit(cls, value: Any) -> Any:
+        return _size_with_unit("memory", value)
 
     @field_validator("memory")
     @classmethod
@@ -176,6 +221,17 @@ class ExecutorSettings(_Strict):
                 "maximum: 4}}): without one no worker job is ever submitted"
             )
         return self
+
+    def warnings(self) -> list[str]:
+        """Valid settings that are probably not what was meant, as ``execution.config...`` lines."""
+        s = self.cluster.settings
+        if not isinstance(s, BatchClusterSettings):
+            return []
+        where = f"execution.config.cluster.{self.cluster.kind}"
+        found = [walltime_warning(f"{where}.{name}", text)
+                 for name, text in (("walltime", s.walltime), ("lifetime_margin", s.lifetime_margin))
+                 if text is not None]
+        return [w for w in found if w]
 
     def workers_wanted(self) -> tuple[int, int]:
         """(minimum, maximum) workers; local defaults to one worker per core."""

@@ -47,6 +47,67 @@ def parse_walltime(text: str) -> int:
     return ((days * 24 + h) * 60 + m) * 60 + s
 
 
+def _hms(seconds: int) -> str:
+    return f"{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def _as_yaml_sexagesimal(seconds: int) -> str:
+    """The unquoted text YAML 1.1 reads as ``seconds`` (``12:00:00`` -> 43200, ``30:00`` -> 1800)."""
+    if seconds >= 3600:
+        return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+def walltime_number_problem(name: str, value: float) -> str:
+    """Why a walltime given as a number is refused, and the text to write instead.
+
+    YAML 1.1 (PyYAML, and so Dagster's ``-c`` loader) reads an unquoted ``12:00:00`` as the
+    base-60 integer 43200; by the time a validator sees it, the text is gone. Any whole number
+    from 60 up may have been written that way, so the hint shows which text gives that number
+    and the quoted ``HH:MM:SS`` of the same duration.
+
+    Parameters
+    ----------
+    name : str
+        The field, e.g. ``walltime``.
+    value : int or float
+        What YAML produced.
+
+    Returns
+    -------
+    str
+        One sentence for the error message.
+    """
+    seconds = int(value) if float(value).is_integer() and value >= 60 else None
+    if seconds is None:
+        return (f"{name} is the number {value:g}, not a walltime: write it as a quoted "
+                f"'HH:MM:SS', e.g. {name}: \"01:00:00\"")
+    return (
+        f"{name} is the number {seconds}, not a walltime (YAML reads an unquoted "
+        f"{_as_yaml_sexagesimal(seconds)} as {seconds} seconds): write it as a quoted 'HH:MM:SS', "
+        f"e.g. {name}: \"{_hms(seconds)}\""
+    )
+
+
+def walltime_warning(name: str, text: str) -> str | None:
+    """A warning for a walltime that is valid but probably not what was meant.
+
+    ``"2:00"`` is 2 minutes to SLURM and PBS (``MM:SS``), not 2 hours: a short ``M:00`` that
+    could be read as hours gets a warning (write ``"00:02:00"`` to mean minutes and silence it).
+
+    Returns
+    -------
+    str or None
+        The warning, or ``None`` when there is nothing to say.
+    """
+    match = re.fullmatch(r"\s*(\d+):00\s*", str(text))
+    if not match or int(match[1]) > 24:
+        return None
+    n = int(match[1])
+    return (f"{name} {text!r} is {n} minute{'s' * (n != 1)} to SLURM and PBS (MM:SS); "
+            f"if you meant {n} hour{'s' * (n != 1)} write '{n:02d}:00:00'")
+
+
 @dataclass(frozen=True)
 class WorkerLifetime:
     """When a worker should retire before its batch job hits the walltime."""
