@@ -13,8 +13,10 @@ Methods
     Fine to coarse statistics, any source grid (see :mod:`hpc_workflows.regrid.aggregate`).
 
 Missing values follow :mod:`hpc_workflows.regrid.apply`. The output is on 1-D ``lat``/``lon``
-with ``lat_bnds``/``lon_bnds``; data attributes are kept except ``grid_mapping`` and
-``coordinates`` (which described the source grid); ``cell_methods`` gains ``area: mean`` for
+with ``lat_bnds``/``lon_bnds``; data attributes are kept except ``grid_mapping``;
+``coordinates`` keeps the scalar and auxiliary coordinates the output still has, and the
+horizontal fields they or a ``formula_terms`` name (``surface_altitude``) are regridded too
+(rules in :mod:`hpc_workflows.write.cf`); ``cell_methods`` gains ``area: mean`` for
 conservative and the statistic for aggregate (bilinear/nearest values are point estimates
 and add nothing); global attributes ``hpc_workflows_regrid_*`` record method, weights key,
 target grid, source grid kind and the package version.
@@ -33,10 +35,15 @@ from hpc_workflows.regrid.errors import RegridError
 from hpc_workflows.regrid.grids import SourceGrid, describe_origin, read_source_grid
 from hpc_workflows.regrid.methods import METHODS, build_weights, check_method, provenance_attrs
 from hpc_workflows.regrid.overlap import check_overlap
-from hpc_workflows.regrid.select import VariableInfo, data_variable_names, referenced_names
+from hpc_workflows.regrid.select import (VariableInfo, data_variable_names,
+                                          horizontal_auxiliaries, referenced_names)
 from hpc_workflows.regrid.targets import TargetGrid, parse_target_grid
+from hpc_workflows.write.cf import band_attrs, cell_methods_for_output, filter_references
 
 __all__ = ["METHODS", "regrid", "area_weighted_mean", "build_weights"]
+
+_CARRIED_ENCODING = ("dtype", "units", "calendar", "scale_factor", "add_offset", "_FillValue",
+                     "missing_value")
 
 
 def _spatial_variables(ds: xr.Dataset, variables: list[str] | None) -> list[str]:
@@ -55,6 +62,17 @@ def _spatial_variables(ds: xr.Dataset, variables: list[str] | None) -> list[str]
         raise RegridError(f"{describe_origin(ds)}: no numeric data variable with 2 or more "
                           "dimensions to regrid (cell bounds and coordinates are not data)")
     return names
+
+
+def _infos(ds: xr.Dataset) -> dict[str, VariableInfo]:
+    """Every variable, with the ``coordinates`` xarray moved into the encoding put back."""
+    infos = {}
+    for n, v in ds.variables.items():
+        attrs = dict(v.attrs)
+        if "coordinates" in v.encoding and "coordinates" not in attrs:
+            attrs["coordinates"] = v.encoding["coordinates"]
+        infos[str(n)] = VariableInfo(tuple(map(str, v.dims)), attrs, v.dtype, v.size)
+    return infos
 
 
 def _target_coords(target: TargetGrid) -> dict[str, Any]:
@@ -128,6 +146,11 @@ def regrid(
     tgt = parse_target_grid(target)
     names = _spatial_variables(ds, variables)
     grid = read_source_grid(ds, names[0], geodetic=tgt.geodetic)
+    # Horizontal fields the data refer to (surface_altitude in formula_terms) are
+    # regridded with them, so the references stay resolvable.
+    aux = horizontal_auxiliaries(_infos(ds), names, grid.dims)
+    aux_vars: dict[str, xr.DataArray] = {}
+    origin: dict[str, str] = {}  # regridded output variable -> its source variable
     for name in names[1:]:
         if not set(grid.dims) <= set(map(str, ds[name].dims)):
             raise RegridError(f"{describe_origin(ds, name)}: dims {ds[name].dims} do not "
@@ -145,9 +168,16 @@ def regrid(
         key = weights_key(grid.grid_hash(), tgt.grid_hash(), "aggregate")
         new_vars: dict[str, xr.DataArray] = {}
         for name in names:
-            new_vars.update(aggregate_dataarray(
-                ds[name], index, grid.dims, tgt.shape, statistics=statistics or ["mean"],
-                bands=bands, min_valid_fraction=min_valid_fraction))
+            for out_name, arr in aggregate_dataarray(
+                    ds[name], index, grid.dims, tgt.shape, statistics=statistics or ["mean"],
+                    bands=bands, min_valid_fraction=min_valid_fraction).items():
+                new_vars[out_name] = arr
+                origin[out_name] = name
+        for name in aux:
+            arr = aggregate_dataarray(ds[name], index, grid.dims, tgt.shape, ["mean"],
+                                      min_valid_fraction=min_valid_fraction)[name]
+            arr.attrs = dict(ds[name].attrs)  # a coordinate: no cell_methods
+            aux_vars[name] = arr
     else:
         w = build_weights(grid, tgt, method, weights_dir)
         check_overlap(grid, tgt, method, bool(np.any(w.coverage() > 0)),
@@ -156,20 +186,59 @@ def regrid(
 
         key = w.key
         new_vars = {}
-        for name in names:
+        for name in names + aux:
             out = apply_weights(ds[name], w, grid.dims, min_valid_fraction=min_valid_fraction)
             attrs = dict(ds[name].attrs)
-            if method == "conservative":
+            if method == "conservative" and name not in aux:
                 _append_cell_method(attrs, "area: mean")
             out.attrs = attrs
-            new_vars[name] = out
+            if name in aux:
+                aux_vars[name] = out
+            else:
+                new_vars[name] = out
+                origin[name] = name
 
-    return _assemble(ds, names, grid, tgt, new_vars, method, key, min_valid_fraction)
+    out = _assemble(ds, names, grid, tgt, {**new_vars, **aux_vars}, method, key,
+                    min_valid_fraction, set(aux_vars))
+    _resolve_references(out, ds, origin, grid)
+    return out
+
+
+def _resolve_references(out: xr.Dataset, ds: xr.Dataset, origin: dict[str, str],
+                        grid: SourceGrid) -> None:
+    """Point every variable's references at variables ``out`` has (see
+    :mod:`hpc_workflows.write.cf`), give the regridded ones (``origin``: output name to
+    source name) the source's ``coordinates`` and cell_methods over ``out``'s dimensions,
+    and the band coordinates of ``aggregate`` their long_name and units."""
+    present = set(map(str, out.variables))
+    scalars = {str(n) for n, v in out.variables.items() if v.ndim == 0}
+    standard = {str(v.attrs["standard_name"]) for v in out.variables.values()
+                if "standard_name" in v.attrs}
+    rename = {grid.dims[0]: "lat", grid.dims[1]: "lon"}
+    for name, var in out.variables.items():
+        attrs = dict(var.attrs)
+        if name in origin:
+            source = ds.variables[origin[name]]
+            coords = str(source.attrs.get("coordinates", source.encoding.get("coordinates", "")))
+            if "band" in var.dims:
+                coords += " band_lower band_upper"
+            if coords.strip():
+                # Explicit, or xarray would tie every scalar coordinate to every variable.
+                attrs["coordinates"] = coords.strip()
+            if "cell_methods" in attrs:
+                attrs["cell_methods"] = cell_methods_for_output(
+                    str(attrs["cell_methods"]), rename, set(map(str, var.dims)) | scalars | standard)
+                if not attrs["cell_methods"]:
+                    del attrs["cell_methods"]
+        elif name in ("band_lower", "band_upper") and origin:
+            first = ds.variables[next(iter(origin.values()))]
+            attrs.update(band_attrs(str(name), first.attrs.get("units")))
+        var.attrs = filter_references(attrs, present)
 
 
 def _assemble(ds: xr.Dataset, names: list[str], grid: SourceGrid, tgt: TargetGrid,
               new_vars: dict[str, xr.DataArray], method: str, key: str,
-              min_valid_fraction: float) -> xr.Dataset:
+              min_valid_fraction: float, as_coords: set[str] = frozenset()) -> xr.Dataset:
     spatial = set(grid.dims)
     grid_mappings = {str(ds[n].attrs.get("grid_mapping", "")).split(":")[0] for n in names}
     keep: dict[str, Any] = {}
@@ -191,11 +260,16 @@ def _assemble(ds: xr.Dataset, names: list[str], grid: SourceGrid, tgt: TargetGri
         da.attrs = attrs
         da.encoding = {}
         out_vars[name] = da
-    out = xr.Dataset({**keep, **out_vars}, coords={**coords, **_target_coords(tgt)},
+    data = {n: v for n, v in out_vars.items() if n not in as_coords}
+    coords.update({n: v for n, v in out_vars.items() if n in as_coords})
+    out = xr.Dataset({**keep, **data}, coords={**coords, **_target_coords(tgt)},
                      attrs=dict(ds.attrs))
-    for name in list(out.data_vars):
-        out[name].encoding = {k: v for k, v in ds[name].encoding.items()
-                              if k in ("dtype",)} if name in ds and name not in names else {}
+    for name, var in out.variables.items():
+        # Carried-over variables keep how they were stored (time_bnds as float64 hours,
+        # not the int64 xarray would choose); regridded ones are new floats.
+        var.encoding = {
+            k: v for k, v in ds[name].encoding.items() if k in _CARRIED_ENCODING
+        } if name in ds.variables and name not in names and name not in as_coords else {}
     out.attrs.update(provenance_attrs(method, key, tgt, grid, min_valid_fraction,
                                       ds.encoding.get("source")))
     return out

@@ -17,6 +17,10 @@ variables. A variable is *not* data when it is
 Of the remaining numeric variables with two or more dimensions, those on the horizontal
 dimensions (last two) of the largest one are regridded; the rest (e.g. a ``(time, nv)``
 table) are carried over unchanged.
+
+:func:`horizontal_auxiliaries` names the horizontal fields the data refer to (an auxiliary
+coordinate such as ``surface_altitude``, named by ``coordinates`` or by a vertical
+coordinate's ``formula_terms``): they are regridded too, so the references stay resolvable.
 """
 
 from __future__ import annotations
@@ -27,7 +31,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-__all__ = ["VariableInfo", "data_variable_names", "referenced_names"]
+from hpc_workflows.write.cf import formula_terms_names
+
+__all__ = ["VariableInfo", "data_variable_names", "horizontal_auxiliaries", "referenced_names"]
 
 _BOUNDS_NAME = re.compile(r"^(bounds|vertices|bnds)_|_(bnds|bounds|bnd|vertices|verts)$",
                           re.IGNORECASE)
@@ -90,3 +96,29 @@ def data_variable_names(variables: Mapping[str, VariableInfo], referenced: set[s
     largest = max(names, key=lambda n: variables[n].size)
     grid_dims = variables[largest].dims[-2:]
     return [n for n in names if variables[n].dims[-2:] == grid_dims]
+
+
+def horizontal_auxiliaries(variables: Mapping[str, VariableInfo], data_names: list[str],
+                           grid_dims: tuple[str, str]) -> list[str]:
+    """Numeric fields on exactly the horizontal dimensions that the ``coordinates`` of the
+    data or any ``formula_terms`` name, other than latitude/longitude and bounds.
+
+    Parameters
+    ----------
+    variables
+        Every variable of the file (for xarray, with ``coordinates`` from the encoding).
+    data_names
+        The variables being regridded.
+    grid_dims
+        Their horizontal (y, x) dimensions.
+    """
+    wanted: set[str] = set()
+    for name in data_names:
+        wanted.update(str(variables[name].attrs.get("coordinates", "")).split())
+    for info in variables.values():
+        wanted.update(formula_terms_names(str(info.attrs.get("formula_terms", ""))))
+    return sorted(n for n in wanted
+                  if n in variables and n not in data_names
+                  and tuple(variables[n].dims) == tuple(grid_dims)
+                  and np.issubdtype(variables[n].dtype, np.number)
+                  and not _describes_grid(n, variables[n]))

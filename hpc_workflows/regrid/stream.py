@@ -98,15 +98,18 @@ def _select(nc: Any, variables: list[str] | None, src: Path) -> list[str]:
             raise RegridError(f"file {str(src)!r}: variables {missing} not found; available: "
                               f"{sorted(nc.variables)}")
         return list(variables)
-    attrs = {n: _attrs(v) for n, v in nc.variables.items()}
-    names = data_variable_names(
-        {n: VariableInfo(tuple(v.dimensions), attrs[n], v.dtype, v.size)
-         for n, v in nc.variables.items()},
-        referenced_names(list(attrs.values())), set(nc.dimensions))
+    infos = _infos(nc)
+    names = data_variable_names(infos, referenced_names([i.attrs for i in infos.values()]),
+                                set(nc.dimensions))
     if not names:
         raise RegridError(f"file {str(src)!r}: no numeric variable with 2 or more dimensions "
                           "to regrid (cell bounds and coordinates are not data)")
     return names
+
+
+def _infos(nc: Any) -> dict[str, VariableInfo]:
+    return {n: VariableInfo(tuple(v.dimensions), _attrs(v), v.dtype, v.size)
+            for n, v in nc.variables.items()}
 
 
 def _read_block(var: Any, i0: int, i1: int, out_dtype: np.dtype,
@@ -228,11 +231,15 @@ def regrid_file(
                                   time_chunk)
             grid, names = found
         if method == "aggregate":
-            kernel, key, outputs, band_list = _aggregate_kernel(
+            kernel, key, outputs, band_list, aux_kernel = _aggregate_kernel(
                 grid, tgt, statistics or ["mean"], bands, min_valid_fraction, src, names[0])
         else:
-            kernel, key, outputs, band_list = _weights_kernel(
+            kernel, key, outputs, band_list, aux_kernel = _weights_kernel(
                 grid, tgt, method, weights_dir, min_valid_fraction, src, names[0])
+        with NETCDF_LOCK:
+            # Horizontal fields the data refer to (surface_altitude in formula_terms):
+            # regridded once, so the references stay resolvable.
+            aux = horizontal_auxiliaries(_infos(nc), names, grid.dims)
         part = dst.with_name(dst.name + ".part")
         dst.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -245,7 +252,8 @@ def regrid_file(
             with WriteBehind(part, every=every) as flusher:
                 try:
                     _write_stream(nc, out, names, grid, tgt, kernel, outputs, band_list,
-                                  time_chunk, compression_level, threads, flusher)
+                                  time_chunk, compression_level, threads, flusher,
+                                  aux, aux_kernel)
                     with NETCDF_LOCK:
                         out.setncatts(provenance_attrs(method, key, tgt, grid,
                                                        min_valid_fraction, str(src)))
@@ -293,7 +301,7 @@ def _weights_kernel(grid, tgt, method, weights_dir, min_valid_fraction, src, fir
             attrs["cell_methods"] = f"{attrs.get('cell_methods', '')} area: mean".strip()
         return [(name, False, attrs, False, lambda r: r)]
 
-    return kernel, w.key, outputs, []
+    return kernel, w.key, outputs, [], kernel
 
 
 def _aggregate_kernel(grid, tgt, statistics, bands, min_valid_fraction, src, first):
@@ -321,8 +329,12 @@ def _aggregate_kernel(grid, tgt, statistics, bands, min_valid_fraction, src, fir
             res.append((spec.name, spec.banded, spec.attrs, spec.float32, take))
         return res
 
+    def aux_kernel(block: np.ndarray) -> np.ndarray:
+        mean = aggregate_numpy(block, plan, ["mean"], [], min_valid_fraction)
+        return mean[..., 0, :].reshape(block.shape[:-2] + shape)
+
     key = weights_key(grid.grid_hash(), tgt.grid_hash(), "aggregate")
-    return kernel, key, outputs, band_list
+    return kernel, key, outputs, band_list, aux_kernel
 
 
 def _copy_var(nc: Any, out: Any, name: str) -> None:
@@ -340,10 +352,14 @@ def _copy_var(nc: Any, out: Any, name: str) -> None:
 
 
 def _write_stream(nc, out, names, grid, tgt, kernel, outputs, band_list, time_chunk,
-                  compression_level, threads, flusher: WriteBehind) -> None:
+                  compression_level, threads, flusher: WriteBehind, aux=(),
+                  aux_kernel=None) -> None:
     with NETCDF_LOCK:
-        writers, ins = _define_outputs(nc, out, names, grid, tgt, outputs, band_list,
-                                       time_chunk, compression_level)
+        writers, ins, statics = _define_outputs(nc, out, names, grid, tgt, outputs, band_list,
+                                                time_chunk, compression_level, aux)
+        # Horizontal auxiliary fields have no time: once, before the chunk loop.
+        for var, dtype, o in statics:
+            o[:] = aux_kernel(_read_block(var, 0, 1, dtype))
     nsteps = ins[0][0].shape[0] if ins[0][0].ndim > 2 else 1
     starts = list(range(0, nsteps, time_chunk)) if ins[0][0].ndim > 2 else [0]
 
@@ -380,9 +396,10 @@ def _output_bytes(nc, names, tgt, outputs, band_list) -> int:
 
 
 def _define_outputs(nc, out, names, grid, tgt, outputs, band_list, time_chunk,
-                    compression_level) -> tuple[list, list]:
+                    compression_level, aux=()) -> tuple[list, list, list]:
     """Copy the untouched variables and create the regridded ones; returns what the chunk
-    loop needs: per input, its (output variable, take) pairs, and (input variable, dtype)."""
+    loop needs: per input, its (output variable, take) pairs, and (input variable, dtype);
+    and (input, dtype, output) of the horizontal auxiliary fields, regridded once."""
     spatial = set(grid.dims)
     out.setncatts({k: v for k, v in _attrs(nc).items()})
     for dname, dim in nc.dimensions.items():
@@ -418,19 +435,20 @@ def _define_outputs(nc, out, names, grid, tgt, outputs, band_list, time_chunk,
         for bname, values in (("band_lower", [b[0] for b in band_list]),
                               ("band_upper", [b[1] for b in band_list])):
             bv = out.createVariable(bname, "f8", ("band",))
+            bv.setncatts(band_attrs(bname, _attrs(nc[names[0]]).get("units")))
             bv[:] = np.asarray(values, dtype=np.float64)
     writers: list[list[tuple[Any, Callable]]] = []  # per input: (output variable, take)
     ins = []
     for name in names:
         var = nc[name]
         var.set_auto_maskandscale(False)
-        packed = any(k in var.ncattrs() for k in ("scale_factor", "add_offset"))
-        dtype = np.dtype(var.dtype) if np.issubdtype(var.dtype, np.floating) and not packed \
-            else np.dtype(np.float64)
+        dtype = _float_dtype(var)
         lead = var.dimensions[:-2]
         attrs = {k: v for k, v in _attrs(var).items() if k not in _DROP_ATTRS}
         targets = []
         for out_name, banded, out_attrs, float32, take in outputs(name, attrs):
+            if "coordinates" in attrs:  # counts and fractions keep time, height, ... too
+                out_attrs = {"coordinates": attrs["coordinates"], **out_attrs}
             odt = np.dtype(np.float32) if float32 else dtype
             dims = lead + (("band",) if banded else ()) + ("lat", "lon")
             chunks = [1] * len(lead) + ([len(band_list)] if banded else []) + list(tgt.shape)
@@ -445,13 +463,58 @@ def _define_outputs(nc, out, names, grid, tgt, outputs, band_list, time_chunk,
             o.set_var_chunk_cache(size=max(2 * int(np.prod(chunks)) * odt.itemsize, 1 << 20),
                                   nelems=101, preemption=1.0)
             if banded:
-                out_attrs = dict(out_attrs, coordinates="band_lower band_upper")
+                coords = f"{out_attrs.get('coordinates', '')} band_lower band_upper"
+                out_attrs = dict(out_attrs, coordinates=coords.strip())
             o.setncatts(out_attrs)
             o.set_auto_maskandscale(False)
             targets.append((o, take))
         writers.append(targets)
         ins.append((var, dtype))
-    return writers, ins
+    statics = []
+    for name in aux:
+        var = nc[name]
+        var.set_auto_maskandscale(False)
+        dtype = _float_dtype(var)
+        o = out.createVariable(name, dtype, ("lat", "lon"), fill_value=dtype.type(np.nan),
+                               zlib=compression_level > 0, complevel=max(compression_level, 1))
+        o.setncatts({k: v for k, v in _attrs(var).items() if k not in _DROP_ATTRS})
+        o.set_auto_maskandscale(False)
+        statics.append((var, dtype, o))
+    _resolve_references(out, {str(d): "lat" if d == grid.dims[0] else "lon" for d in grid.dims},
+                        {o.name for targets in writers for o, _ in targets})
+    return writers, ins, statics
+
+
+def _float_dtype(var: Any) -> np.dtype:
+    """Float type the values of ``var`` are computed in: its own, or float64 when packed or
+    integer."""
+    packed = any(k in var.ncattrs() for k in ("scale_factor", "add_offset"))
+    return np.dtype(var.dtype) if np.issubdtype(var.dtype, np.floating) and not packed \
+        else np.dtype(np.float64)
+
+
+def _resolve_references(out: Any, rename: dict[str, str], regridded: set[str]) -> None:
+    """Make every variable's references name variables of ``out`` (see
+    :mod:`hpc_workflows.write.cf`) and the regridded ones' cell_methods its dimensions."""
+    present = set(out.variables)
+    scalars = {n for n, v in out.variables.items() if v.ndim == 0}
+    standard = {str(v.getncattr("standard_name")) for v in out.variables.values()
+                if "standard_name" in v.ncattrs()}
+    for name, var in out.variables.items():
+        old = _attrs(var)
+        new = filter_references(old, present)
+        if name in regridded and "cell_methods" in new:
+            new["cell_methods"] = cell_methods_for_output(
+                str(new["cell_methods"]), rename, set(var.dimensions) | scalars | standard)
+            if not new["cell_methods"]:
+                del new["cell_methods"]
+        for key in set(old) - set(new):
+            var.delncattr(key)
+        # Only string attributes (references, cell_methods) are ever rewritten.
+        changed = {k: v for k, v in new.items()
+                   if k not in old or (isinstance(v, str) and v != old[k])}
+        if changed:
+            var.setncatts(changed)
 
 
 def _run_chunks(starts: list[int], read: Callable, compute: Callable, write: Callable,

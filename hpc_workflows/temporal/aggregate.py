@@ -179,7 +179,10 @@ def _describe(out: xr.Dataset, ds: xr.Dataset, timed: list[str], other: list[str
         if agg.scale != 1.0:
             attrs["hpc_workflows_time_scale_factor"] = float(agg.scale)
         out[name].attrs = attrs
-        out[name].encoding = {k: v for k, v in ds[name].encoding.items() if k == "dtype"}
+        # "coordinates" ties the variable to its own scalar coordinates only (xarray would
+        # tie every one of the file's to it): the regridder keeps those still present.
+        out[name].encoding = {k: v for k, v in ds[name].encoding.items()
+                              if k in ("dtype", "coordinates")}
     for name in other:
         out[name] = ds[name]
     out.attrs = dict(ds.attrs)

@@ -52,14 +52,22 @@ def default_encoding(ds: xr.Dataset, compression_level: int = 4) -> dict[str, di
             # NaN as the fill value keeps "missing" missing for every CF reader.
             enc["_FillValue"] = np.nan if var.dtype.kind == "f" else None
         encoding[str(name)] = enc
-    # Bounds and coordinates must not carry a _FillValue (CF 7.1).
-    for name in ds.coords:
-        if np.issubdtype(ds[name].dtype, np.floating):
-            encoding.setdefault(str(name), {})["_FillValue"] = None
-    for name, var in ds.data_vars.items():
-        if str(name).endswith("_bnds") or str(name).endswith("_bounds"):
-            encoding.setdefault(str(name), {})["_FillValue"] = None
+    # Coordinates (time included: xarray would give a float time a NaN _FillValue) and
+    # bounds must not carry a _FillValue (CF 2.5.1, 7.1).
+    bounds = {str(v.attrs["bounds"]) for v in ds.variables.values() if "bounds" in v.attrs}
+    for name, var in ds.variables.items():
+        is_bounds = str(name) in bounds or str(name).endswith(("_bnds", "_bounds"))
+        if name in ds.coords or is_bounds:
+            entry = encoding.setdefault(str(name), {})
+            entry.update({**_stored_as(var), **entry, "_FillValue": None})
     return encoding
+
+
+def _stored_as(var: xr.Variable | xr.DataArray) -> dict[str, Any]:
+    """How a coordinate or bounds variable was stored (type, time units and calendar): an
+    entry of ``to_netcdf``'s ``encoding`` replaces the variable's own, and without these
+    xarray would write e.g. ``time_bnds`` as int64, which CF 1.8 does not allow."""
+    return {k: v for k, v in var.encoding.items() if k in ("dtype", "units", "calendar")}
 
 
 def _load_time_variables(ds: xr.Dataset) -> xr.Dataset:

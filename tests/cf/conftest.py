@@ -1,0 +1,5 @@
+"""Fixtures for the CF output tests."""
+
+from __future__ import annotations
+
+from tests.regrid.conftest import sample_data  # noqa: F401  (the same sample files)
