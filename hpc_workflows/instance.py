@@ -28,7 +28,11 @@ run_coordinator:
   class: DefaultRunCoordinator
 # Warnings of the library's own loggers (fetch retries, skipped archive members...) go to the
 # run's event log, so they show in the UI and not only in a worker's stderr.
+# python_log_level INFO: the console (a job's log, the terminal) shows progress, warnings and
+# errors, not Dagster's DEBUG line per event; every event is still stored in the run history.
+# Per run, `loggers: {console: {config: {log_level: DEBUG}}}` brings the DEBUG lines back.
 python_logs:
+  python_log_level: INFO
   managed_python_loggers:
     - hpc_workflows
 """
