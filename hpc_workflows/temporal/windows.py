@@ -93,17 +93,25 @@ class Windows:
         return np.where(inside, idx, -1).astype(np.int64)
 
 
-def _resample_kwargs(agg: TimeAggregation) -> dict[str, Any]:
+def _grouping(agg: TimeAggregation) -> tuple[str, dict[str, Any]]:
+    """``freq`` and keyword arguments for ``resample`` that cut ``agg``'s windows."""
     import pandas as pd
 
+    freq = agg.freq
+    off = pd.tseries.frequencies.to_offset(freq)
+    if isinstance(off, pd.offsets.Day):
+        # pandas 3 treats days as calendar days, which ignore ``origin``; times here are
+        # naive UTC, where a day is 24 hours, and "48h" can be anchored.
+        freq = f"{off.n * 24}h"
+        off = pd.tseries.frequencies.to_offset(freq)
     kwargs: dict[str, Any] = {"closed": "left", "label": "left"}
     if agg.offset is not None:
         kwargs["offset"] = agg.offset
     # Fixed-length windows count from the epoch, not from each file's first day, so that
     # every file of a run (each aggregated on its own) cuts the same windows.
-    if isinstance(pd.tseries.frequencies.to_offset(agg.freq), pd.offsets.Tick):
+    if isinstance(off, pd.offsets.Tick):
         kwargs["origin"] = "epoch"
-    return kwargs
+    return freq, kwargs
 
 
 def _like(value: _dt.datetime, sample: Any) -> Any:
@@ -157,7 +165,8 @@ def plan_windows(interval_start: np.ndarray, agg: TimeAggregation, step: float, 
         empty = np.array([], dtype=interval_start.dtype)
         return Windows(empty, empty, np.array([], dtype=np.int64))
     marks = xr.DataArray(weights, dims="time", coords={"time": times})
-    starts = marks.resample(time=agg.freq, **_resample_kwargs(agg)).sum()["time"].values
+    freq, kwargs = _grouping(agg)
+    starts = marks.resample(time=freq, **kwargs).sum()["time"].values
     if period is not None:
         lo, hi = _like(period[0], starts[0]), _like(period[1], starts[0])
         starts = starts[(starts >= lo) & (starts < hi)]

@@ -62,6 +62,15 @@ def test_offset_windows_run_from_0900() -> None:
     assert np.isnan(out.rainfall_rate.values[[0, 2]]).all()
 
 
+@pytest.mark.parametrize("day", ["2020-02-14", "2020-02-15"])
+def test_multi_day_windows_are_the_same_in_every_file(day) -> None:
+    """Each file is aggregated alone: 2-day windows must not start at each file's first day."""
+    times = pd.date_range(day, periods=288, freq="5min")
+    out = resample_time(dataset(times), "2D", "sum", min_sample_fraction=0)
+    np.testing.assert_array_equal(out.time_bnds.values, np.array(
+        [["2020-02-14", "2020-02-16"]], dtype="datetime64[ns]"))  # day 18306 since 1970: even
+
+
 def test_monthly_windows_expect_each_months_length() -> None:
     times = pd.date_range("2020-01-01", "2020-03-31", freq="1D")
     out = resample_time(dataset(times), "1MS", "mean")
