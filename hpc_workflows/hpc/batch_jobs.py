@@ -7,12 +7,15 @@ the batch system's own message, and to cancel every job it submitted whatever ha
 
 from __future__ import annotations
 
+import asyncio
 import importlib
+import re
 import shlex
 import shutil
 import signal
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -45,25 +48,76 @@ class SubmissionLedger:
 
     job_ids: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    #: dask worker name of each job -> its job id: tells which job a lost worker was.
+    job_of_worker: dict[str, str] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def add_job(self, job_id: str) -> None:
+    def add_job(self, job_id: str, worker_name: str | None = None) -> None:
         with self._lock:
             self.job_ids.append(job_id)
+            if worker_name:
+                self.job_of_worker[worker_name] = job_id
+
+    def job_for_worker(self, worker_name: str) -> str | None:
+        """The job id of a worker, by its dask name (``<job name>`` or ``<job name>-<process>``)."""
+        with self._lock:
+            if worker_name in self.job_of_worker:
+                return self.job_of_worker[worker_name]
+            prefixes = [n for n in self.job_of_worker if worker_name.startswith(n + "-")]
+            return self.job_of_worker[max(prefixes, key=len)] if prefixes else None
 
     def add_error(self, message: str) -> None:
         with self._lock:
             self.errors.append(message)
 
 
+#: Seconds a retired worker's job gets to end by itself before it is cancelled. Its worker has
+#: closed by then (the scheduler waits for that); what may be left is the interpreter's exit
+#: (seconds after Dagster steps, longer on a loaded node), which SIGTERM cuts short harmlessly.
+RETIRE_GRACE = 3.0
+
+#: Command printing a job's state, and the states in which a job will not end by itself soon
+#: (not started: cancel at once). Anything else but "gone" means it is running: wait.
+_STATE_COMMAND = {"slurm": ["squeue", "-h", "-o", "%T", "-j"], "pbs": ["qstat", "-f"]}
+_NOT_STARTED = {"PENDING", "CONFIGURING", "Q", "H", "W", "T"}
+_ENDED = {"", "COMPLETED", "CANCELLED", "FAILED", "TIMEOUT", "C", "F", "X"}
+
+
+def _parse_state(kind: str, out: str) -> str:
+    if kind == "pbs":
+        match = re.search(r"job_state = (\S+)", out)
+        return match.group(1) if match else ""
+    return out.strip().split("\n")[0].strip() if out.strip() else ""
+
+
 class _LedgerMixin:
-    """Records job ids and submission errors in the class's ``ledger``."""
+    """Records job ids and submission errors in the class's ``ledger``; closes without a race."""
 
     ledger: SubmissionLedger
+    batch_kind: str
+
+    async def close(self) -> None:
+        # dask-jobqueue cancels a job right after the scheduler asked its worker to retire.
+        # The worker, its nanny and then the job end by themselves within seconds; SIGTERM in
+        # the middle of that races their close and fills the worker log with tracebacks
+        # (SSL handshake resets, "non-started TCPListener", "Nanny failed to start").
+        # So: wait (bounded) for a running job to leave, then cancel whatever is left.
+        job_id = getattr(self, "job_id", None)
+        deadline = time.monotonic() + RETIRE_GRACE
+        while job_id and time.monotonic() < deadline:
+            try:
+                out = await self._call([*_STATE_COMMAND[self.batch_kind], job_id])  # type: ignore[attr-defined]
+            except RuntimeError:  # the batch system no longer knows the job: it ended
+                break
+            state = _parse_state(self.batch_kind, out)
+            if state in _ENDED or state in _NOT_STARTED:
+                break
+            await asyncio.sleep(0.5)
+        await super().close()  # type: ignore[misc]
 
     def _job_id_from_submit_output(self, out: str) -> str:
         job_id = super()._job_id_from_submit_output(out)  # type: ignore[misc]
-        self.ledger.add_job(job_id)
+        self.ledger.add_job(job_id, getattr(self, "name", None))
         return job_id
 
     async def start(self) -> None:
@@ -132,5 +186,6 @@ def tracked_cluster_class(kind: str, ledger: SubmissionLedger) -> type:
         "slurm": (jq.SLURMCluster, jq.SLURMCluster.job_cls),
         "pbs": (jq.PBSCluster, LoggedPBSJob),
     }[kind]
-    job_cls = type(f"Tracked{base_job.__name__}", (_LedgerMixin, base_job), {"ledger": ledger})
+    job_cls = type(f"Tracked{base_job.__name__}", (_LedgerMixin, base_job),
+                   {"ledger": ledger, "batch_kind": kind})
     return type(f"Tracked{base_cluster.__name__}", (base_cluster,), {"job_cls": job_cls})

@@ -47,6 +47,26 @@ async def _stop_nannies(nannies: list[Any], grace: float) -> None:
     await asyncio.gather(*(n.close(timeout=grace) for n in nannies), return_exceptions=True)
 
 
+def _retire_batch_workers(cluster: Any, client: Client) -> None:
+    """Ask every worker to close, with its nanny, so that its batch job ends by itself.
+
+    dask-jobqueue's close only removes workers from the scheduler and cancels their jobs: the
+    workers see the scheduler vanish (CommClosedError tracebacks in their logs) and SIGTERM
+    races their close. Retired with ``close_workers`` they exit cleanly first; the adaptive
+    loop is stopped so that it does not submit replacements meanwhile.
+    """
+    adaptive = getattr(cluster, "_adaptive", None)  # SpecCluster's own handle on adapt()
+    if adaptive is not None:
+        adaptive.stop()
+    try:
+        # All of them: with no list, the scheduler picks only the ones its policy finds idle.
+        workers = list(client.scheduler_info().get("workers", {}))
+        if workers:
+            client.retire_workers(workers=workers, close_workers=True, remove=True)
+    except Exception as exc:  # noqa: BLE001 - the cluster close below cancels the jobs anyway
+        log.info("retiring the workers before closing failed: %s", exc)
+
+
 def _resource_arg(resources: dict[str, float]) -> str:
     return ",".join(f"{k}={v:g}" for k, v in resources.items())
 
@@ -88,6 +108,8 @@ class RunCluster:
 
     def close(self) -> None:
         """Close client and cluster, then cancel any job of ours the batch system still has."""
+        if self.kind in _CANCEL and self.cluster is not None:
+            _retire_batch_workers(self.cluster, self.client)
         try:
             self.client.close(timeout=10)
         except Exception as exc:  # noqa: BLE001 - teardown must go on

@@ -53,6 +53,7 @@ from dagster._utils.error import serializable_error_info_from_exc_info
 from .clusters import RunCluster, missing_resources, open_cluster
 from .refusal import refusal_message
 from .settings import ExecutorSettings, validate_executor_settings
+from .worker_loss import WorkerLossReporter
 from .worker_step import run_step
 
 _POLL = 0.05  # seconds the loop blocks on futures; bounds the latency added per step
@@ -159,6 +160,8 @@ class HpcDaskExecutor(Executor):
         waiting_since: float | None = None
         next_worker_check = 0.0
         finished: queue.Queue[distributed.Future] = queue.Queue()  # filled by done-callbacks
+        # Dask reruns a step whose worker is lost without a word: this says which job and why.
+        losses: WorkerLossReporter | None = None
         # Steps of ops tagged COORDINATOR_TAG run here, in threads; the cluster (and its
         # batch jobs) is opened only when a step that needs a worker is ready, so a run whose
         # plan finds nothing to do never queues a worker job.
@@ -198,6 +201,7 @@ class HpcDaskExecutor(Executor):
                                 EngineEventData(),
                             )
                             rc = cluster.open()
+                            losses = WorkerLossReporter(rc.kind, rc.cluster, rc.ledger)
                         try:
                             wanted = {**rc.step_resources, **dask_resource_requirements(step.tags)}
                             lacking = missing_resources(wanted, rc.worker_resources)
@@ -230,6 +234,8 @@ class HpcDaskExecutor(Executor):
                         running[future] = step.key
                         future.add_done_callback(finished.put)
                     yield from active.concurrency_event_iterator(plan_context)
+                    for step_key, message in (losses.poll(running) if losses else ()):
+                        plan_context.for_step(active.get_step_by_key(step_key)).log.warning(message)
 
                     if running or local:
                         done = _drain(finished, timeout=_POLL)

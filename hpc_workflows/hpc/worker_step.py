@@ -24,6 +24,11 @@ from dagster._core.instance.ref import InstanceRef
 from dagster._core.storage.dagster_run import DagsterRun
 from dagster_shared.serdes import serialize_value
 
+from .record_sizeof import register_record_sizeof
+
+# Imported on every worker (it unpickles run_step from here) before a step's result is measured.
+register_record_sizeof()
+
 # Opening the instance (SQLite, config parsing) costs tens of ms: a worker keeps it for the
 # steps that follow. Keyed by the serialised ref, since refs are not hashable.
 _instances: dict[str, DagsterInstance] = {}

@@ -46,6 +46,12 @@ def test_fan_out_runs_in_slurm_jobs_with_logs_and_nothing_left(hpc_env: Path, mo
     assert any("tls://" in p.read_text() or "--tls-cert" in p.read_text() for p in logs if p.suffix == ".err"), (
         "no TLS address in the worker logs"
     )
+    # A normal end: workers retire and their jobs end by themselves, nothing in their logs
+    # but INFO lines (no shutdown tracebacks, no sizeof warning per step result).
+    for p in logs:
+        text = p.read_text()
+        for noise in ("Traceback", "CommClosedError", "StreamClosedError", "distributed.sizeof"):
+            assert noise not in text, f"{noise!r} in worker log {p.name}:\n{text[-3000:]}"
 
 
 def test_retry_policy_honoured_and_downstream_of_failure_skipped(hpc_env: Path):
@@ -105,8 +111,10 @@ def test_cancelled_worker_job_its_steps_run_elsewhere(hpc_env: Path, monkeypatch
     def cancel_a_worker_mid_step() -> None:
         marker = wait_until(lambda: sorted(hpc_env.glob("started-*")), 180, "a work step to start")[0]
         where = json.loads(marker.read_text())
+        node = subprocess.run(["squeue", "-h", "-j", where["slurm_job_id"], "-o", "%N"],
+                              capture_output=True, text=True, check=True, timeout=30).stdout.strip()
         subprocess.run(["scancel", where["slurm_job_id"]], check=True, timeout=30)
-        cancelled.append((int(marker.name.split("-")[1]), where["slurm_job_id"]))
+        cancelled.append((int(marker.name.split("-")[1]), where["slurm_job_id"], node))
 
     killer = threading.Thread(target=cancel_a_worker_mid_step, daemon=True)
     killer.start()
@@ -118,8 +126,14 @@ def test_cancelled_worker_job_its_steps_run_elsewhere(hpc_env: Path, monkeypatch
     assert ok, event_messages(records)
     results = {r["i"]: r for r in json.loads((hpc_env / "out.json").read_text())["results"]}
     assert sorted(results) == [0, 1, 2, 3]
-    step, killed_job = cancelled[0]
+    step, killed_job, node = cancelled[0]
     assert results[step]["slurm_job_id"] != killed_job, "the killed step's result came from the killed job"
+    # The event log says why the step ran again: the job, its node, the scheduler's reason.
+    why = [r.user_message for r in records if r.step_key == f"work[k{step}]" and "which was lost" in r.user_message]
+    assert len(why) == 1, event_messages(records)[-3000:]
+    assert f"SLURM job {killed_job} on node {node}, which was lost: cancelled by scancel" in why[0], why[0]
+    assert "JobState=CANCELLED" in why[0], why[0]
+    assert "runs the step again" in why[0], why[0]
     wait_until(lambda: not queue_jobs(f"dagster-{run_id[:8]}"), 30, "worker jobs to leave the queue")
 
 
