@@ -125,3 +125,22 @@ def test_dagster_job_execute_with_bad_execution_config_prints_only_the_message(
     assert "Error: invalid HPC executor config:" in out, out[-3000:]
     assert "write it as a quoted 'HH:MM:SS', e.g. walltime: \"12:00:00\"" in out
     _assert_no_traceback(out)
+
+
+@pytest.mark.slow
+def test_unknown_workflow_key_reported_with_the_workflows_own_errors(demo_run_config, tmp_path):
+    cfg = copy.deepcopy(demo_run_config)
+    workflow = cfg["ops"]["fetch_and_regrid"]["config"]
+    workflow["windw"] = {}
+    workflow["window"]["end"] = "1999-01-01"
+    workflow["output"]["compression_level"] = "x"
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    proc = _check(path)
+    out = proc.stderr
+    assert proc.returncode == 1
+    assert "ops.fetch_and_regrid.config: unknown key 'windw'" in out and "window" in out
+    assert "set end on or after start" in out
+    # one line for the bad compression level: ours, not Dagster's "Invalid scalar" as well
+    assert out.count("compression_level") == 1, out
+    _assert_no_traceback(out)

@@ -50,15 +50,15 @@ def _schema_type_at(root_type: Any, levels: list[str]) -> Any:
     return t
 
 
-def _dagster_errors(job_def: Any, run_config: dict[str, Any]) -> list[tuple[str, str]]:
-    """(dotted path, short message) of each problem Dagster's schema check finds."""
+def _dagster_errors(job_def: Any, run_config: dict[str, Any]) -> list[tuple[str, str, bool]]:
+    """(dotted path, short message, is a type error) of each problem Dagster's check finds."""
     from dagster import DagsterInvalidConfigError, validate_run_config
 
     try:
         validate_run_config(job_def, run_config)
     except DagsterInvalidConfigError as exc:
         if not exc.errors:  # raised by our config mapping: its message is ours already
-            return [("ops", str(exc))]
+            return [("ops", str(exc), True)]
         found = []
         root_type = job_def.run_config_schema.config_type
         for err in exc.errors:
@@ -74,7 +74,7 @@ def _dagster_errors(job_def: Any, run_config: dict[str, Any]) -> list[tuple[str,
                 unknown = ", ".join(repr(n) for n in names if n)
                 message = (f"unknown key {unknown}: check the spelling"
                            + (f"; allowed here: {', '.join(allowed)}" if allowed else ""))
-            found.append((path, message))
+            found.append((path, message, err.reason.name == "RUNTIME_TYPE_MISMATCH"))
         return found
     return []
 
@@ -147,13 +147,12 @@ def check_run_config_file(path: str | Path, job_name: str = "fetch_and_regrid") 
     from hpc_workflows.definitions import defs
 
     said = "\n".join(ours)
-    for where, message in _dagster_errors(defs.get_job_def(job_name), run_config):
-        # Our validators name these fields already, with the fix: Dagster's type errors for
-        # them would only repeat the problem less helpfully.
-        if where == "ops" and said:
-            continue
-        if where != "ops" and where.split(".")[-1] in said and (
-                where.startswith(f"ops.{job_name}.config") or where.startswith("execution.config")):
+    for where, message, type_error in _dagster_errors(defs.get_job_def(job_name), run_config):
+        # A type error of a field our validators name already (with the fix) would only repeat
+        # it less helpfully; unknown keys are Dagster's to find (the workflow config allows
+        # extra keys through to Dagster's schema).
+        field_name = where.removeprefix(f"ops.{job_name}.config.")
+        if type_error and said and (where == "ops" or field_name in said):
             continue
         report.errors.append(f"{where}: {message}")
     report.errors[:0] = ours
