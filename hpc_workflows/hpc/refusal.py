@@ -17,16 +17,17 @@ __all__ = ["refusal_message", "mark_reported", "install_log_filter"]
 #: Words of a refusal -> the field to change and what to look at (first match wins). The
 #: wordings are SLURM's (sbatch and its Torque qsub wrapper) and PBS Pro's/Torque's qsub.
 _FIELDS: tuple[tuple[str, str, str], ...] = (
+    # before the queue: SLURM says "Invalid account or account/partition combination"
+    (r"account|project|allocation|association|budget",
+     "account", "an account you may charge (SLURM: `sacctmgr show assoc user=$USER`)"),
     (r"partition|unknown queue|queue .*(not exist|disabled|closed)|invalid queue|no such queue",
      "queue", "the partition (SLURM: `sinfo -s`) or queue (PBS: `qstat -Q`)"),
     (r"memory|\bmem\b|--mem|pmem|vmem",
      "memory", "at most what a node has (SLURM: `sinfo -o '%P %m'`; PBS: `pbsnodes -a`)"),
-    (r"account|project|allocation|association|budget",
-     "account", "an account you may charge (SLURM: `sacctmgr show assoc user=$USER`)"),
     (r"time limit|walltime|timelimit",
      "walltime", "at most the queue's limit (SLURM: `sinfo -o '%P %l'`; PBS: `qstat -Qf`)"),
     (r"qos", "job_extra_directives", "the --qos you may use (`sacctmgr show qos`)"),
-    (r"node configuration|cpu|core|ncpus|processors|nodes",
+    (r"node configuration|cpu|core|ncpus|processors|nodes|resource limits",
      "cores", "cores (and memory) that one node of the queue has (`sinfo -o '%P %c %m'`)"),
 )
 
