@@ -31,7 +31,7 @@ def _complete(path: Path, merged_from: str) -> bool:
         return False
 
 
-def _check_members(paths: list[Path]) -> None:
+def _check_members(pairs: list[tuple[Path, Path]]) -> None:
     """Refuse members that would merge wrongly: units that disagree (K vs degC), where
     open_mfdataset would keep the first file's attributes and silently mislabel the rest,
     and members that share a timestamp, where it would fail later with a pandas indexing
@@ -40,10 +40,13 @@ def _check_members(paths: list[Path]) -> None:
 
     from hpc_workflows.regrid.validate import check_consistent_units
 
-    opened = [xr.open_dataset(p, decode_times=False) for p in paths]
+    opened = [xr.open_dataset(readable, decode_times=False) for _, readable in pairs]
+    members = [member for member, _ in pairs]
     try:
+        for ds, member in zip(opened, members):
+            ds.encoding["source"] = str(member)  # messages name the member, not its conversion
         check_consistent_units(opened)
-        _check_distinct_times(opened, paths)
+        _check_distinct_times(opened, members)
     finally:
         for ds in opened:
             ds.close()
@@ -74,8 +77,13 @@ def _check_distinct_times(opened: list[xr.Dataset], paths: list[Path]) -> None:
             seen[value] = path
 
 
-def _as_netcdf(paths: list[Path], scratch: Path, format: str | None) -> list[Path]:
+def _as_netcdf(paths: list[Path], scratch: Path, format: str | None) -> list[tuple[Path, Path]]:
     """Check every member and convert the non-netCDF ones (NIMROD, PP, GRIB) into ``scratch``.
+
+    Returns
+    -------
+    list of (Path, Path)
+        Each member with the netCDF file to read for it (itself, or its conversion).
 
     Raises
     ------
@@ -85,16 +93,17 @@ def _as_netcdf(paths: list[Path], scratch: Path, format: str | None) -> list[Pat
     from hpc_workflows.formats import FormatError, check_readable, to_netcdf
     from hpc_workflows.formats.base import private_dir, read_head
 
-    ready: list[Path] = []
+    ready: list[tuple[Path, Path]] = []
     for path in paths:
         try:
             kind = check_readable(path, format)
             if kind == "netcdf" and not read_head(path, 2)[1]:
-                ready.append(path)
+                ready.append((path, path))
                 continue
-            converted = private_dir(scratch) / f"{path.name}.nc"
+            # Numbered: members of different folders may share a base name.
+            converted = private_dir(scratch) / f"{len(ready):05d}_{path.name}.nc"
             to_netcdf(path, converted, format)
-            ready.append(converted)
+            ready.append((path, converted))
         except FormatError as exc:
             raise ValueError(f"merge_daily: archive member {path.name} cannot be merged: {exc}") from None
     return ready
@@ -153,13 +162,14 @@ def merge_daily(paths: list[Path], out_path: Path, format: str | None = "auto") 
     return out_path
 
 
-def _merge(paths: list[Path], out_path: Path, merged_from: str) -> None:
-    """Combine checked netCDF ``paths`` along time and write ``out_path`` atomically."""
+def _merge(pairs: list[tuple[Path, Path]], out_path: Path, merged_from: str) -> None:
+    """Combine the members' netCDF files along time and write ``out_path`` atomically."""
     import xarray as xr
 
     from hpc_workflows.write.netcdf import write_netcdf_atomic
 
-    _check_members(paths)
+    _check_members(pairs)
+    paths = [readable for _, readable in pairs]
     try:
         ds = xr.open_mfdataset(
             paths, combine="by_coords", data_vars="minimal", coords="minimal",
@@ -174,7 +184,7 @@ def _merge(paths: list[Path], out_path: Path, merged_from: str) -> None:
         except Exception:  # noqa: BLE001
             raise ValueError(
                 f"merge_daily: cannot combine {len(paths)} file(s) into {out_path} ({exc}); "
-                f"first file {paths[0]}"
+                f"first member {pairs[0][0]}"
             ) from None
     try:
         ds.attrs["merged_from"] = merged_from

@@ -62,3 +62,43 @@ def test_nimrod_day_aggregates_match_numpy(nimrod_run):
     np.testing.assert_allclose(mean, exp["mean"], rtol=1e-5, atol=1e-5, equal_nan=True)
     np.testing.assert_allclose(vmax, exp["max"], rtol=1e-5, atol=1e-5, equal_nan=True)
     np.testing.assert_allclose(frac, exp["fraction"], rtol=0, atol=1e-6, equal_nan=True)
+
+
+def test_duplicate_member_fails_the_day_once_naming_it(tmp_path):
+    """A day whose archive holds the same 5-minute field twice (under another name) fails
+    with an error naming both members, without step retries (issue 16 point 6)."""
+    import gzip
+    import io
+    import tarfile
+
+    root = tmp_path / "moose"
+    archive = radar.write_nimrod_day_archive(root / "adhoc" / "projects", DAY)
+    when = radar.times_of_day(DAY)[7]
+    with tarfile.open(archive, "a") as tar:
+        blob = gzip.compress(radar.nimrod_composite(when, "rainrate_composite"))
+        info = tarfile.TarInfo(f"resent/metoffice-c-band-rainrate_composite_{when:%Y%m%d%H%M}_copy.dat.gz")
+        info.size = len(blob)
+        tar.addfile(info, io.BytesIO(blob))
+    cfg = copy.deepcopy(_config(tmp_path / "out"))
+    cfg["window"].update(start=f"{DAY}", end=f"{DAY}")
+    cfg["regrid"]["variables"] = ["rainfall_rate_composite"]
+    mp = pytest.MonkeyPatch()
+    mp.setenv("PATH", f"{FAKES}{os.pathsep}{os.environ['PATH']}")
+    mp.setenv("FAKE_MOO_ROOT", str(root))
+    mp.setenv("FAKE_MOO_STATE", str(tmp_path / "moo_state"))
+    from hpc_workflows.definitions import fetch_and_regrid_job
+
+    try:
+        with DagsterInstance.ephemeral() as instance:
+            result = fetch_and_regrid_job.execute_in_process(
+                run_config={"ops": {"fetch_and_regrid": {"config": cfg}}}, instance=instance,
+                raise_on_error=False)
+    finally:
+        mp.undo()
+    assert not result.success
+    text = "\n".join(ev.step_failure_data.user_failure_data.description
+                     for ev in result.get_step_failure_events())
+    assert "_copy.dat " in text and f"{when:%Y%m%d%H%M}_1km-composite.dat " in text  # gunzipped names
+    assert "both hold time" in text
+    assert int((tmp_path / "moo_state").read_text()) == 1  # fetched once, not retried
+    assert not (tmp_path / "out" / f"radar_{DAY:%Y%m%d}_rainrate_composite.nc").exists()
