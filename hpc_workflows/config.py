@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from dagster import Config
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 __all__ = [
     "BatchingConfig",
@@ -358,13 +358,24 @@ class TimeAggregationConfig(Config):
         description="'sum' over an allowed incomplete window: 'scale_up' to the full window or 'as_is'.",
     )
 
-    @model_validator(mode="after")
-    def _rules_valid(self) -> "TimeAggregationConfig":
-        from hpc_workflows.temporal.rules import TimeAggregation, rule_problems
+    @field_validator("freq", "how", "scale", "input_step", "input_interval", "label", "offset",
+                     "min_sample_fraction", "partial_sum")
+    @classmethod
+    def _field_valid(cls, v: Any, info: ValidationInfo) -> Any:
+        from hpc_workflows.temporal.rules import rule_problems
 
-        found = rule_problems({k: getattr(self, k) for k in TimeAggregation.__dataclass_fields__})
+        found = rule_problems({info.field_name: v})
         if found:
-            raise ValueError("; ".join(f"regrid.time_aggregation.{f}: {m}" for f, m in found))
+            raise ValueError(found[0][1])
+        return v
+
+    @model_validator(mode="after")
+    def _steps_fit_windows(self) -> "TimeAggregationConfig":
+        from hpc_workflows.temporal.rules import rule_problems
+
+        found = rule_problems({"freq": self.freq, "input_step": self.input_step})
+        if found:
+            raise ValueError(f"{found[0][0]}: {found[0][1]}")
         return self
 
     def rules(self) -> "TimeAggregation":

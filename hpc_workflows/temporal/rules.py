@@ -7,9 +7,7 @@ importing the data stack.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import asdict, dataclass
-from types import SimpleNamespace
 from typing import Any
 
 __all__ = ["HOW", "INPUT_INTERVALS", "LABELS", "PARTIAL_SUMS", "TimeAggregation", "rule_problems"]
@@ -78,13 +76,13 @@ class TimeAggregation:
 
 
 def rule_problems(fields: dict[str, Any]) -> list[tuple[str, str]]:
-    """Every problem of a set of :class:`TimeAggregation` fields as ``(field, fix)``.
+    """Every problem of the given :class:`TimeAggregation` fields as ``(field, fix)``.
 
     Parameters
     ----------
     fields
-        Field name -> value, as the dataclass (or the run configuration) holds them; absent
-        fields take the dataclass defaults.
+        Field name -> value; only the fields given are checked (so that a configuration
+        can check each field on its own), and the pair ``input_step``/``freq`` when both are.
 
     Returns
     -------
@@ -95,26 +93,27 @@ def rule_problems(fields: dict[str, Any]) -> list[tuple[str, str]]:
 
     import pandas as pd
 
-    defaults = {f.name: f.default for f in dataclasses.fields(TimeAggregation)}
-    r = SimpleNamespace(**{**defaults, **fields})
     found: list[tuple[str, str]] = []
-    for name, valid in (("how", tuple(HOW)), ("input_interval", INPUT_INTERVALS),
-                        ("label", LABELS), ("partial_sum", PARTIAL_SUMS)):
-        if getattr(r, name) not in valid:
-            found.append((name, f"{getattr(r, name)!r} is unknown: use one of {', '.join(valid)}"))
-    if not isinstance(r.scale, (int, float)) or not math.isfinite(r.scale):
-        found.append(("scale", f"{r.scale!r} must be a finite number"))
-    if not 0.0 <= r.min_sample_fraction <= 1.0:
-        found.append(("min_sample_fraction",
-                      f"{r.min_sample_fraction} must be between 0 and 1 (1 = every step)"))
-    try:
-        window = pd.tseries.frequencies.to_offset(r.freq)
-    except (ValueError, TypeError):
-        found.append(("freq", f"{r.freq!r} is not a frequency: use e.g. '3h', '1D', '1MS'"))
-        window = None
+    choices = {"how": tuple(HOW), "input_interval": INPUT_INTERVALS, "label": LABELS,
+               "partial_sum": PARTIAL_SUMS}
+    for name, valid in choices.items():
+        if name in fields and fields[name] not in valid:
+            found.append((name, f"{fields[name]!r} is unknown: use one of {', '.join(valid)}"))
+    scale = fields.get("scale", 1.0)
+    if not isinstance(scale, (int, float)) or not math.isfinite(scale):
+        found.append(("scale", f"{scale!r} must be a finite number"))
+    fraction = fields.get("min_sample_fraction", 1.0)
+    if not 0.0 <= fraction <= 1.0:
+        found.append(("min_sample_fraction", f"{fraction} must be between 0 and 1 (1 = every step)"))
+    window = None
+    if "freq" in fields:
+        try:
+            window = pd.tseries.frequencies.to_offset(fields["freq"])
+        except (ValueError, TypeError):
+            found.append(("freq", f"{fields['freq']!r} is not a frequency: use e.g. '3h', '1D', '1MS'"))
     step = None
     for name in ("input_step", "offset"):
-        text = getattr(r, name)
+        text = fields.get(name)
         if text is None:
             continue
         try:
@@ -130,6 +129,6 @@ def rule_problems(fields: dict[str, Any]) -> list[tuple[str, str]]:
     # its length, and is checked per window when the data are read.
     if step is not None and isinstance(window, pd.offsets.Tick):
         if pd.Timedelta(window) % step != pd.Timedelta(0):
-            found.append(("input_step", f"{r.input_step!r} does not divide freq {r.freq!r}: "
-                          "windows must hold a whole number of steps"))
+            found.append(("input_step", f"{fields['input_step']!r} does not divide freq "
+                          f"{fields['freq']!r}: windows must hold a whole number of steps"))
     return found

@@ -118,10 +118,11 @@ def _like(value: _dt.datetime, sample: Any) -> Any:
     """``value`` in the time type of ``sample`` (numpy datetime64 or a cftime calendar)."""
     if isinstance(sample, np.datetime64):
         return np.datetime64(value.replace(tzinfo=None), "ns")
-    import cftime
-
-    return cftime.datetime(value.year, value.month, value.day, value.hour, value.minute,
-                           value.second, calendar=sample.calendar)
+    # replace() keeps the calendar's own class (Datetime360Day...), which xarray needs to
+    # see a CFTimeIndex; a generic cftime.datetime would not do.
+    return sample.replace(year=value.year, month=value.month, day=value.day, hour=value.hour,
+                          minute=value.minute, second=value.second,
+                          microsecond=value.microsecond)
 
 
 def plan_windows(interval_start: np.ndarray, agg: TimeAggregation, step: float, *,

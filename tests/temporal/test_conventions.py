@@ -7,6 +7,7 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 import pytest
+import xarray as xr
 
 from hpc_workflows.temporal import resample_time
 from tests.temporal.synthetic import dataset, day_times, window_sum
@@ -89,11 +90,33 @@ def test_monthly_windows_expect_each_months_length() -> None:
 def test_config_names_the_field_and_the_fix(field, value, fix) -> None:
     from pydantic import ValidationError
 
-    from hpc_workflows.config import TimeAggregationConfig
+    from hpc_workflows.config import TimeAggregationConfig, format_validation_error
 
     with pytest.raises(ValidationError) as info:
         TimeAggregationConfig(freq="3h", how="sum", **{field: value})
-    assert f"regrid.time_aggregation.{field}" in str(info.value) and fix in str(info.value)
+    text = format_validation_error(info.value, root="regrid.time_aggregation")
+    assert len(text.splitlines()) == 1 and fix in text, text
+    assert f"regrid.time_aggregation.{field}: " in text or \
+        f"regrid.time_aggregation: {field}: " in text, text
     ok = TimeAggregationConfig(freq="1D", how="sum", offset="9h", input_interval="ending",
                                label="end", min_sample_fraction=0.9, partial_sum="as_is")
     assert ok.rules().offset == "9h" and ok.rules().partial_sum == "as_is"
+
+
+def test_360_day_calendar_with_a_period_and_an_offset() -> None:
+    from hpc_workflows.temporal import TimeAggregation, plan_windows
+    from hpc_workflows.temporal.aggregate import aggregate_windows
+    from hpc_workflows.temporal.windows import interval_starts
+
+    t = xr.date_range("2000-01-01", periods=2 * 288, freq="5min", calendar="360_day",
+                      use_cftime=True)
+    ds = xr.Dataset({"v": (("time", "y"), np.ones((t.size, 2)))}, coords={"time": t})
+    agg = TimeAggregation(freq="1D", how="sum", offset="9h", input_interval="ending")
+    windows = plan_windows(interval_starts(ds.time.values, 300.0, "ending"), agg, 300.0,
+                           period=(dt.datetime(2000, 1, 1), dt.datetime(2000, 1, 3)))
+    out = aggregate_windows(ds, agg, windows=windows, step=300.0)
+    assert [str(s) for s in out.time.values] == ["2000-01-01 09:00:00", "2000-01-02 09:00:00"]
+    # 01-02 09:00 to 01-02 24:00 of values ending at their time: 180 steps, the last at 24:00
+    # absent (the file ends at 23:55), so 179.
+    assert out.sample_count.values.tolist() == [288, 179]
+    np.testing.assert_array_equal(out.v.values[:, 0], [288.0, np.nan])
