@@ -20,6 +20,7 @@ _EXPORTS = {
     "plan_windows": "hpc_workflows.temporal.windows",
     "open_with_neighbours": "hpc_workflows.temporal.neighbours",
     "WithNeighbours": "hpc_workflows.temporal.neighbours",
+    "plan_neighbours": "hpc_workflows.temporal.neighbours",
 }
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

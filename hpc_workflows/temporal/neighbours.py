@@ -25,7 +25,7 @@ from hpc_workflows.temporal.aggregate import check_time
 from hpc_workflows.temporal.rules import TimeAggregation
 from hpc_workflows.temporal.windows import Windows, infer_step, interval_starts, plan_windows
 
-__all__ = ["WithNeighbours", "neighbour_fingerprint", "open_with_neighbours"]
+__all__ = ["WithNeighbours", "neighbour_fingerprint", "open_with_neighbours", "plan_neighbours"]
 
 
 @dataclass
@@ -54,6 +54,31 @@ def neighbour_fingerprint(paths: Sequence[Path]) -> list[dict[str, Any]]:
             continue
         found.append({"path": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns})
     return found
+
+
+def plan_neighbours(files: Sequence[tuple[_dt.datetime, Path]], step: _dt.timedelta,
+                    ) -> dict[Path, tuple[list[Path], tuple[_dt.datetime, _dt.datetime]]]:
+    """``neighbours`` and ``period`` for each file of a run of files one ``step`` apart.
+
+    Parameters
+    ----------
+    files
+        ``(nominal start, path)`` of each file, e.g. each daily file's date at 00:00.
+    step
+        How much time one file covers (the run's ``window.step``).
+
+    Returns
+    -------
+    dict
+        path -> (the files just before and just after it, ``(start, start + step)``). A file
+        outside ``files`` is not named: the windows that need it come out missing.
+    """
+    by_start = {start: Path(path) for start, path in files}
+    plan: dict[Path, tuple[list[Path], tuple[_dt.datetime, _dt.datetime]]] = {}
+    for start, path in by_start.items():
+        around = [by_start[t] for t in (start - step, start + step) if t in by_start]
+        plan[path] = (around, (start, start + step))
+    return plan
 
 
 @contextlib.contextmanager

@@ -144,3 +144,23 @@ def test_neighbour_of_another_grid_is_refused(tmp_path: Path, days) -> None:
         preprocess_file(days[D1], tmp_path / "x.nc", _settings(tmp_path, freq="1D", offset="9h"),
                         input_sha256="a", neighbours=[other], period=_period(D1))
     assert not (tmp_path / "x.nc").exists() and os.listdir(tmp_path).count("x.nc.part") == 0
+
+
+def test_plan_neighbours_for_a_run_of_daily_files(tmp_path: Path, days) -> None:
+    """What the pipeline passes: each day's neighbours in the run, and its day as period;
+    aggregating every day of the run with it writes each rain day exactly once."""
+    from hpc_workflows.temporal import plan_neighbours
+
+    run = [(dt.datetime.combine(d, dt.time()), days[d]) for d in (D1, D2)]
+    plan = plan_neighbours(run, dt.timedelta(days=1))
+    assert plan[days[D1]] == ([days[D2]], _period(D1))
+    assert plan[days[D2]] == ([days[D1]], _period(D2))
+    settings = _settings(tmp_path, freq="1D", offset="9h")
+    starts = []
+    for _, path in run:
+        neighbours, period = plan[path]
+        result = preprocess_file(path, tmp_path / f"{path.stem}_out.nc", settings,
+                                 input_sha256=path.name, neighbours=neighbours, period=period)
+        with xr.open_dataset(result.output) as ds:
+            starts += [str(t) for t in ds.time_bnds.values[:, 0]]
+    assert starts == ["2020-02-14T09:00:00.000000000", "2020-02-15T09:00:00.000000000"]
