@@ -12,6 +12,8 @@ PACKAGES=(
     slurm-wlm
     slurm-client
     slurm-wlm-torque
+    # the testbed's extra nodes: network namespaces, veth and a bridge (ip), nsenter (util-linux)
+    iproute2
     # headless browser for the UI screenshot test (tests/hpc)
     chromium
     # a user-space PostgreSQL for the Dagster instance (hpc_workflows/pgserver.py, tests)

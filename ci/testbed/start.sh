@@ -1,5 +1,11 @@
 #!/usr/bin/env bash
-# Start a real single-node SLURM cluster on this machine (+ Torque/PBS-style qsub/qstat/qdel).
+# Start a real SLURM cluster on this machine (+ Torque/PBS-style qsub/qstat/qdel): the machine
+# itself is node <hostname -s> (partition `debug`, the default, on loopback), and TESTBED_NODES
+# more nodes hpcw-n1..N (partition `multi`) each run their own slurmd in their own network
+# namespace with their own address on a private bridge (hpcwbr0, 10.213.47.0/24), so that a
+# run's workers really are on different hosts as far as the network is concerned, and a node can
+# be lost (its slurmd killed, or set DOWN) while the others go on. Jobs on those nodes reach the
+# machine's services at 10.213.47.1 (give Dask `interface: hpcwbr0`).
 #
 # Idempotent: safe when the cluster is already up (it then only checks that the node answers).
 # Daemons this script starts are recorded in $STATE_DIR/started so ci/testbed/stop.sh stops
@@ -9,6 +15,7 @@
 #   TESTBED_CPUS   CPUs advertised to SLURM (default 8: more than the physical cores, so that
 #                  several 1-core Dask worker jobs run at once on a 2-core machine).
 #   TESTBED_WAIT   seconds to wait for the node to become usable (default 60).
+#   TESTBED_NODES  extra nodes in network namespaces (default 3; 0: the machine only).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -19,6 +26,10 @@ SLURM_CONF=/etc/slurm/slurm.conf
 PLUGSTACK_D=/etc/slurm/plugstack.conf.d
 CPUS="${TESTBED_CPUS:-8}"
 WAIT="${TESTBED_WAIT:-60}"
+NODES="${TESTBED_NODES:-3}"
+BRIDGE=hpcwbr0
+NET_PREFIX=10.213.47
+CTL_ADDR=127.0.0.1
 
 log() { echo "testbed: $*"; }
 die() { echo "testbed: ERROR: $*" >&2; exit 1; }
@@ -54,14 +65,46 @@ wait_for() {  # description seconds command... : poll until the command succeeds
     done
 }
 
+# 1b. The extra nodes' network: a bridge on this machine, and per node a network namespace
+#     joined to it by a veth pair. Only addresses on this machine: nothing leaves it.
+node_ns() { echo "hpcw-n$1"; }
+if [ "$NODES" -gt 0 ]; then
+    command -v ip >/dev/null || die "ip (iproute2) is needed for the extra nodes (or set TESTBED_NODES=0)"
+    if ! ip link show "$BRIDGE" >/dev/null 2>&1; then
+        ip link add "$BRIDGE" type bridge
+        ip addr add "$NET_PREFIX.1/24" dev "$BRIDGE"
+    fi
+    ip link set "$BRIDGE" up
+    for i in $(seq 1 "$NODES"); do
+        ns="$(node_ns "$i")"
+        ip netns list | grep -qw "$ns" || ip netns add "$ns"
+        if ! ip link show "hpcwv$i" >/dev/null 2>&1; then
+            ip link add "hpcwv$i" type veth peer name eth0 netns "$ns"
+            ip netns exec "$ns" ip addr add "$NET_PREFIX.$((10 + i))/24" dev eth0
+        fi
+        ip link set "hpcwv$i" master "$BRIDGE" up
+        ip netns exec "$ns" ip link set eth0 up
+        ip netns exec "$ns" ip link set lo up
+    done
+    # slurmd in a namespace must reach slurmctld, which listens on every address of the machine.
+    CTL_ADDR="$NET_PREFIX.1"
+fi
+EXTRA_NODES=""
+if [ "$NODES" -gt 0 ]; then
+    for i in $(seq 1 "$NODES"); do
+        EXTRA_NODES+="NodeName=$(node_ns "$i") NodeAddr=$NET_PREFIX.$((10 + i)) CPUs=2 RealMemory=4096 State=UNKNOWN"$'\n'
+    done
+    EXTRA_NODES+="PartitionName=multi Nodes=hpcw-n[1-$NODES] MaxTime=INFINITE State=UP"
+fi
+
 # 2. slurm.conf for this host. Rewritten only when it differs; daemons that we started are then
 #    restarted because `scontrol reconfigure` refuses CPU changes.
 HOST="$(hostname -s)"
 MEM_MB=$(( $(awk '/MemTotal/ {print int($2/1024)}' /proc/meminfo) - 1024 ))
 NEW_CONF="$(cat <<EOF
-# Written by hpc_workflows ci/testbed/start.sh: single-node test cluster on loopback.
+# Written by hpc_workflows ci/testbed/start.sh: this machine on loopback + nodes in netns.
 ClusterName=hpcwf-testbed
-SlurmctldHost=${HOST}(127.0.0.1)
+SlurmctldHost=${HOST}(${CTL_ADDR})
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
@@ -83,13 +126,14 @@ SchedulerParameters=sched_interval=2
 MinJobAge=60
 KillWait=5
 StateSaveLocation=${SPOOL_DIR}/ctld
-SlurmdSpoolDir=${SPOOL_DIR}/d
+SlurmdSpoolDir=${SPOOL_DIR}/d-%n
 SlurmctldPidFile=${STATE_DIR}/slurmctld.pid
-SlurmdPidFile=${STATE_DIR}/slurmd.pid
+SlurmdPidFile=${STATE_DIR}/slurmd-%n.pid
 SlurmctldLogFile=${LOG_DIR}/slurmctld.log
-SlurmdLogFile=${LOG_DIR}/slurmd.log
+SlurmdLogFile=${LOG_DIR}/slurmd-%n.log
 NodeName=${HOST} NodeAddr=127.0.0.1 CPUs=${CPUS} RealMemory=${MEM_MB} State=UNKNOWN
 PartitionName=debug Nodes=${HOST} Default=YES MaxTime=INFINITE State=UP
+${EXTRA_NODES}
 EOF
 )"
 conf_changed=0
@@ -112,7 +156,7 @@ fi
 
 if [ "$conf_changed" -eq 1 ]; then
     # Only restart daemons we started; a foreign slurmctld/slurmd would be the admin's business.
-    for d in slurmd slurmctld; do
+    for d in $(awk '$1 ~ /^slurmd/ {print $1}' "$STATE_DIR/started") slurmctld; do
         pid="$(awk -v n="$d" '$1==n {print $2}' "$STATE_DIR/started")"
         if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
             log "config changed: restarting $d (pid $pid)"
@@ -140,12 +184,23 @@ if ! is_running "$STATE_DIR/slurmctld.pid" && ! pgrep -x slurmctld >/dev/null; t
     record slurmctld "$(cat "$STATE_DIR/slurmctld.pid")"
     log "started slurmctld (pid $(cat "$STATE_DIR/slurmctld.pid"))"
 fi
-if ! is_running "$STATE_DIR/slurmd.pid" && ! pgrep -x slurmd >/dev/null; then
-    /usr/sbin/slurmd 9>&-
-    wait_for slurmd 20 is_running "$STATE_DIR/slurmd.pid" || die "slurmd did not start; see $LOG_DIR/slurmd.log"
-    record slurmd "$(cat "$STATE_DIR/slurmd.pid")"
-    log "started slurmd (pid $(cat "$STATE_DIR/slurmd.pid"))"
-fi
+start_slurmd() {  # node [netns]: one slurmd per node, each with its own pid file and spool
+    local node="$1" ns="${2:-}" pidfile="$STATE_DIR/slurmd-$1.pid"
+    is_running "$pidfile" && return 0
+    if [ -n "$ns" ]; then
+        # nsenter, not `ip netns exec`: that remounts /sys, and slurmd then finds no cgroup fs.
+        nsenter --net="/run/netns/$ns" /usr/sbin/slurmd -N "$node" 9>&-
+    else
+        /usr/sbin/slurmd -N "$node" 9>&-
+    fi
+    wait_for "slurmd $node" 20 is_running "$pidfile" || die "slurmd $node did not start; see $LOG_DIR/slurmd-$node.log"
+    record "slurmd-$node" "$(cat "$pidfile")"
+    log "started slurmd for $node (pid $(cat "$pidfile"))"
+}
+start_slurmd "$HOST"
+for i in $(seq 1 "$NODES"); do
+    start_slurmd "$(node_ns "$i")" "$(node_ns "$i")"
+done
 
 # 5. Wait until the node accepts work (idle, or mixed/allocated when jobs already run).
 node_usable() {
@@ -158,4 +213,9 @@ node_usable() {
 }
 wait_for "node $HOST usable" "$WAIT" node_usable \
     || die "node $HOST not usable after ${WAIT}s (sinfo: $(sinfo -h -o '%T %E' 2>&1)); see $LOG_DIR"
+for i in $(seq 1 "$NODES"); do
+    HOST="$(node_ns "$i")"
+    wait_for "node $HOST usable" "$WAIT" node_usable \
+        || die "node $HOST not usable after ${WAIT}s (sinfo: $(sinfo -h -o '%N %T %E' 2>&1)); see $LOG_DIR"
+done
 log "ready: $(sinfo -h -o '%P %D %T %c CPUs')"

@@ -27,7 +27,7 @@ stop_pid() {  # name pid
         log "$name (pid $pid) already gone"; return
     fi
     # A recycled PID must not be killed: check the process is still the one we started.
-    if [ "$(cat "/proc/$pid/comm" 2>/dev/null)" != "$name" ]; then
+    if [ "$(cat "/proc/$pid/comm" 2>/dev/null)" != "${name%%-*}" ]; then  # slurmd-<node> is a slurmd
         log "pid $pid is no longer $name: left alone"; return
     fi
     kill "$pid"
@@ -37,8 +37,8 @@ stop_pid() {  # name pid
     log "stopped $name (pid $pid)"
 }
 
-# Reverse start order: slurmd, slurmctld, munged.
-for name in slurmd slurmctld munged; do
+# Reverse start order: the slurmd of every node, slurmctld, munged.
+for name in $(awk '$1 ~ /^slurmd/ {print $1}' "$STARTED") slurmctld munged; do
     pid="$(awk -v n="$name" '$1==n {print $2}' "$STARTED")"
     [ -n "$pid" ] && stop_pid "$name" "$pid"
 done

@@ -209,7 +209,9 @@ def _open_batch(kind: str, s: BatchClusterSettings, name: str) -> RunCluster:
         death_timeout=s.death_timeout,
         security=security,
         # The dashboard has no authentication: not opened on a shared login/compute node.
-        scheduler_options={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
+        scheduler_options={"dashboard": False, "dashboard_address": "127.0.0.1:0",
+                           # Login and compute nodes often name their networks differently.
+                           **({"interface": s.scheduler_interface} if s.scheduler_interface else {})},
     )
     if security is not None:
         kwargs["shared_temp_directory"] = s.shared_temp_directory or s.log_directory or str(Path.cwd())

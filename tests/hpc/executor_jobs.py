@@ -21,6 +21,7 @@ def _where(context) -> dict:
         "run_id": context.run_id,
         "pid": os.getpid(),
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+        "node": os.environ.get("SLURMD_NODENAME"),
         "pbs_jobid": os.environ.get("PBS_JOBID"),
     }
 
