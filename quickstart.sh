@@ -62,7 +62,10 @@ case "$cmd" in
         "$VENV/bin/hpc-workflows" init-home "$DAGSTER_HOME" >/dev/null
         rm -f outputs/demo/run_summary.json
         started=$SECONDS
-        "$VENV/bin/dagster" job execute -m hpc_workflows -j fetch_and_regrid -c configs/dev.yaml
+        # The job scripts' filter for the SupersessionWarning `dagster job execute` prints.
+        source job_scripts/lib/common.sh
+        PYTHONWARNINGS="${PYTHONWARNINGS:+$PYTHONWARNINGS,}$HPCW_SUPERSEDED_FILTER" \
+            "$VENV/bin/dagster" job execute -m hpc_workflows -j fetch_and_regrid -c configs/dev.yaml
         echo "== demo finished in $((SECONDS - started)) s; run history in $DAGSTER_HOME"
         "$VENV/bin/hpc-workflows" report outputs/demo
         ;;
