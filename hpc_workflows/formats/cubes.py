@@ -90,6 +90,7 @@ def save_cubes(cubes: Any, out: Path) -> None:
     promote = not any(c.coords("time", dim_coords=True) for c in cubes)
     ready = iris.cube.CubeList(_with_time_dimension(c) if promote else c for c in cubes)
     for cube in ready:
+        _add_reference_time(cube)
         _no_int64_coords(cube)
     timed = any(c.coords("time", dim_coords=True) for c in ready)
     with warnings.catch_warnings():
@@ -128,6 +129,30 @@ def _fix_cf(path: Path) -> None:
                 var.delncattr("true_scale_lat")
             if "axis" in attrs and name not in nc.dimensions and var.getncattr("axis") in dim_axes:
                 var.delncattr("axis")
+
+
+def _add_reference_time(cube: Any) -> None:
+    """Add ``forecast_reference_time = time - forecast_period`` where the reader gave only those.
+
+    iris-grib gives GRIB 1 fields a validity time and a forecast period but no reference
+    time, although the message holds it (dataDate/dataTime); the regrid and merge steps, and
+    users, look for it by name.
+    """
+    import cf_units
+    import iris.coords
+
+    if cube.coords("forecast_reference_time") or not (cube.coords("time") and cube.coords("forecast_period")):
+        return
+    time, period = cube.coord("time"), cube.coord("forecast_period")
+    if cube.coord_dims(period) != cube.coord_dims(time):
+        return
+    step = cf_units.Unit(str(time.units.origin).split(" since ")[0])
+    points = time.points - period.units.convert(period.points.astype("float64"), step)
+    reference = iris.coords.AuxCoord(points, standard_name="forecast_reference_time", units=time.units)
+    if cube.coord_dims(time):
+        cube.add_aux_coord(reference, cube.coord_dims(time))
+    else:
+        cube.add_aux_coord(reference)
 
 
 def _no_int64_coords(cube: Any) -> None:

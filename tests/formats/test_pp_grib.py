@@ -115,3 +115,37 @@ def test_grib_and_nimrod_times_are_not_int64(tmp_path, sample_data):
         to_netcdf(src, out)
         with netCDF4.Dataset(out) as nc:
             assert not [n for n, v in nc.variables.items() if v.dtype == np.int64], src.name
+
+
+def test_grib1_from_ecCodes_sample_keeps_values_grid_and_reference_time(tmp_path):
+    """A GRIB 1 message made from the GRIB1 sample ecCodes ships (no download), with known
+    values, grid and times: converted values, coordinates and forecast_reference_time (which
+    iris-grib does not give for GRIB 1; derived as time - forecast_period) match."""
+    import eccodes
+
+    values = 270.0 + np.arange(40, dtype="float64")
+    gid = eccodes.codes_grib_new_from_samples("GRIB1")
+    try:
+        for key, value in dict(Ni=8, Nj=5, latitudeOfFirstGridPointInDegrees=60.0,
+                               longitudeOfFirstGridPointInDegrees=0.0,
+                               latitudeOfLastGridPointInDegrees=40.0,
+                               longitudeOfLastGridPointInDegrees=35.0,
+                               iDirectionIncrementInDegrees=5.0, jDirectionIncrementInDegrees=5.0,
+                               dataDate=20200214, dataTime=1200, stepRange="6").items():
+            eccodes.codes_set(gid, key, value)
+        eccodes.codes_set_values(gid, values)
+        src = tmp_path / "model_output"
+        with open(src, "wb") as fh:
+            eccodes.codes_write(gid, fh)
+    finally:
+        eccodes.codes_release(gid)
+    assert detect(src) == "grib" and check_readable(src) == "grib"
+    out = tmp_path / "g1.nc"
+    to_netcdf(src, out)
+    with xr.open_dataset(out) as ds:
+        (name,) = [n for n in ds.data_vars if ds[n].ndim == 3]
+        np.testing.assert_allclose(ds[name].values[0], values.reshape(5, 8), atol=1e-3)
+        np.testing.assert_array_equal(ds["latitude"].values, [60.0, 55.0, 50.0, 45.0, 40.0])
+        np.testing.assert_array_equal(ds["longitude"].values, np.arange(0.0, 40.0, 5.0))
+        assert ds["time"].values[0] == np.datetime64("2020-02-14T18:00")
+        assert ds["forecast_reference_time"].values[0] == np.datetime64("2020-02-14T12:00")
