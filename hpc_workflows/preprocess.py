@@ -122,10 +122,10 @@ def _gridded_variables(ds: xr.Dataset, wanted: list[str] | None, source: Path) -
                 f"{sorted(map(str, ds.data_vars))}): fix regrid.variables"
             )
         return list(wanted)
-    names = [str(n) for n, v in ds.data_vars.items() if v.ndim >= 2 and not str(n).endswith(("_bnds", "_bounds"))]
-    if not names:
-        raise ValueError(f"{source}: no gridded (2-D or more) data variable to regrid")
-    return names
+    from hpc_workflows.regrid.api import data_variables
+
+    # The regridder's own rule: cell bounds (NEMO's bounds_lon) and coordinates are not data.
+    return data_variables(ds)
 
 
 def _subset_time(ds: xr.Dataset, settings: PreprocessSettings) -> xr.Dataset:

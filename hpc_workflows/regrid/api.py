@@ -40,13 +40,21 @@ from hpc_workflows.regrid.select import (VariableInfo, data_variable_names,
 from hpc_workflows.regrid.targets import TargetGrid, parse_target_grid
 from hpc_workflows.write.cf import band_attrs, cell_methods_for_output, filter_references
 
-__all__ = ["METHODS", "regrid", "area_weighted_mean", "build_weights"]
+__all__ = ["METHODS", "regrid", "area_weighted_mean", "build_weights", "data_variables"]
 
 _CARRIED_ENCODING = ("dtype", "units", "calendar", "scale_factor", "add_offset", "_FillValue",
                      "missing_value")
 
 
-def _spatial_variables(ds: xr.Dataset, variables: list[str] | None) -> list[str]:
+def data_variables(ds: xr.Dataset, variables: list[str] | None = None) -> list[str]:
+    """The variables :func:`regrid` regrids: ``variables`` (checked to exist), or by default
+    those :mod:`hpc_workflows.regrid.select` picks (never cell bounds or coordinates).
+
+    Raises
+    ------
+    RegridError
+        Naming the file when a requested variable is missing or there is nothing to regrid.
+    """
     if variables is not None:
         missing = [v for v in variables if v not in ds.data_vars]
         if missing:
@@ -144,7 +152,7 @@ def regrid(
     """
     check_method(method, statistics)
     tgt = parse_target_grid(target)
-    names = _spatial_variables(ds, variables)
+    names = data_variables(ds, variables)
     grid = read_source_grid(ds, names[0], geodetic=tgt.geodetic)
     # Horizontal fields the data refer to (surface_altitude in formula_terms) are
     # regridded with them, so the references stay resolvable.

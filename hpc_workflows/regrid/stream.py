@@ -588,11 +588,11 @@ def _grid_with_xarray(src: Path, variables: list[str] | None, geodetic: str
     """
     import xarray as xr
 
-    from hpc_workflows.regrid.api import _spatial_variables
+    from hpc_workflows.regrid.api import data_variables
     from hpc_workflows.regrid.grids import read_source_grid
 
     with NETCDF_LOCK, xr.open_dataset(src, decode_times=False, mask_and_scale=False) as ds:
-        names = _spatial_variables(ds, variables)
+        names = data_variables(ds, variables)
         grid = read_source_grid(ds, names[0], geodetic=geodetic)
         if any(tuple(map(str, ds[n].dims[-2:])) != tuple(grid.dims) for n in names):
             return None
@@ -603,13 +603,13 @@ def _slow_path(src, dst, tgt, method, variables, min_valid_fraction, weights_dir
                bands, compression_level, time_chunk) -> Path:
     import xarray as xr
 
-    from hpc_workflows.regrid.api import _spatial_variables, regrid
+    from hpc_workflows.regrid.api import data_variables, regrid
     from hpc_workflows.write.netcdf import write_netcdf_atomic
 
     with xr.open_dataset(src, chunks={}) as ds:
         # chunks={} follows the file's chunking, and an unchunked (contiguous) variable would
         # be one chunk of every step: cut the non-grid dimensions into time_chunk pieces.
-        grid_dims = ds[_spatial_variables(ds, variables)[0]].dims[-2:]
+        grid_dims = ds[data_variables(ds, variables)[0]].dims[-2:]
         ds = ds.chunk({d: time_chunk for d in ds.dims if d not in grid_dims})
         out = regrid(ds, tgt, method, variables=variables, min_valid_fraction=min_valid_fraction,
                      weights_dir=weights_dir, statistics=statistics, bands=bands)

@@ -60,6 +60,20 @@ def test_ocean_cell_corners_are_never_regridded_as_data(sample_data: Path, tmp_p
         assert [v for v in o.data_vars if {"lat", "lon"} <= set(o[v].dims)] == ["tos"]
 
 
+def test_preprocess_regrids_a_nemo_file_without_naming_its_variables(sample_data: Path,
+                                                                     tmp_path: Path) -> None:
+    """The pipeline's step picks the data with the regridder's rule (it passed every
+    variable of 2 or more dimensions, bounds_lon included)."""
+    from hpc_workflows.preprocess import PreprocessSettings, preprocess_file
+
+    src = tmp_path / "nemo.nc"
+    _nemo_like(sample_data, "nemo", bounds_attr=False).to_netcdf(src)
+    result = preprocess_file(src, tmp_path / "out.nc",
+                             PreprocessSettings(target="global_5deg", method="nearest"),
+                             input_sha256="0" * 64)
+    assert result.variables == ["tos"]
+
+
 def _one_cell(lon_bnds: list[float], lat_bnds: list[float] = (-90.0, 90.0)) -> dict:
     return {"kind": "explicit", "lat": [float(np.mean(lat_bnds))],
             "lon": [float(np.mean(lon_bnds))], "lat_bnds": [list(lat_bnds)],
