@@ -29,13 +29,24 @@ Modules: `source` (Source), `plan` (plan_sources, read_manifest), `settings`
 
 from hpc_workflows.fetch.errors import FetchError
 from hpc_workflows.fetch.fetcher import FetchResult, fetch
-from hpc_workflows.fetch.merge import merge_daily
 from hpc_workflows.fetch.plan import parse_step, plan_sources, read_manifest
 from hpc_workflows.fetch.settings import FetchSettings
 from hpc_workflows.fetch.source import Source
 from hpc_workflows.fetch.summary import RunSummary, summarise
 from hpc_workflows.fetch.unpack import remove_workdir, unpack
 from hpc_workflows.fetch.verify import sha256_file
+
+
+
+def __getattr__(name: str):
+    # merge_daily needs xarray and numpy (0.3 s to import): only when used, so a process
+    # that only downloads starts as fast as curl does.
+    if name == "merge_daily":
+        from hpc_workflows.fetch.merge import merge_daily
+
+        return merge_daily
+    raise AttributeError(f"module 'hpc_workflows.fetch' has no attribute {name!r}")
+
 
 __all__ = [
     "FetchError",

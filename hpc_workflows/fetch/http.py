@@ -24,7 +24,7 @@ from hpc_workflows.fetch.errors import TransferFailed, redact_url
 from hpc_workflows.fetch.hostlimit import host_slot
 from hpc_workflows.fetch.partfile import PartWriter
 from hpc_workflows.fetch.retry import parse_retry_after
-from hpc_workflows.fetch.wire import StdlibTransport, proxy_mounts
+from hpc_workflows.fetch.wire import READINTO, StdlibTransport, proxy_mounts
 
 if TYPE_CHECKING:  # pragma: no cover
     from hpc_workflows.fetch.settings import FetchSettings
@@ -192,8 +192,12 @@ class HttpTransport:
             # Before writing: a download that cannot fit fails now, naming the filesystem.
             check_space(part.parent, total - start, str(part))
         with PartWriter(part, start, algorithms, early_writeback=settings.fsync) as writer:
-            for chunk in response.iter_raw():
-                writer.write(chunk)
+            readinto = response.extensions.get(READINTO)
+            if readinto is not None:  # our direct transport: reused buffers, no copy
+                writer.fill_from(readinto)
+            else:  # through a proxy (httpx's own transport)
+                for chunk in response.iter_raw():
+                    writer.write(chunk)
             digests = writer.digests()
             size = writer.size
         if total is not None and size != total:

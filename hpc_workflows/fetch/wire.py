@@ -18,6 +18,8 @@ from typing import Iterator
 import httpx
 
 _READ_BYTES = 1 << 20
+#: Response extension holding the body's ``readinto(buffer) -> int`` (direct connections only).
+READINTO = "hpc_workflows.readinto"
 
 
 def ssl_context(verify: bool) -> ssl.SSLContext:
@@ -71,6 +73,36 @@ class _Body(httpx.SyncByteStream):
                 request=request,
             )
 
+    def readinto(self, buffer: memoryview) -> int:
+        """Fill ``buffer`` from the socket (no intermediate copy); 0 at the end of the body."""
+        response, request = self._response, self._request
+        try:
+            if response.chunked or response.fp is None:
+                data = response.read1(len(buffer))
+                count = len(data)
+                buffer[:count] = data
+            else:
+                # As HTTPResponse.read1, but into our buffer: what one socket read returns (a
+                # stalled or dropped connection keeps what arrived, so a retry resumes after it).
+                want = len(buffer) if response.length is None else min(len(buffer), response.length)
+                count = response.fp.readinto1(buffer[:want]) if want else 0
+                if response.length is not None:
+                    response.length -= count
+        except (socket.timeout, TimeoutError) as exc:
+            raise httpx.ReadTimeout(f"read timed out: {exc}", request=request) from exc
+        except http.client.IncompleteRead as exc:
+            raise httpx.RemoteProtocolError(f"incomplete body: {exc}", request=request) from exc
+        except (OSError, http.client.HTTPException) as exc:
+            raise httpx.ReadError(f"connection broke: {exc}", request=request) from exc
+        if not count and response.length:
+            # An early close reads as 0 bytes, not an error: check the length.
+            raise httpx.RemoteProtocolError(
+                f"peer closed connection without sending complete message body "
+                f"({response.length} bytes missing)",
+                request=request,
+            )
+        return count
+
     def close(self) -> None:
         self._response.close()
         self._conn.close()
@@ -118,11 +150,14 @@ class StdlibTransport(httpx.BaseTransport):
         except BaseException:
             conn.close()
             raise
+        body = _Body(response, conn, request)
         return httpx.Response(
             status_code=response.status,
             headers=response.getheaders(),
-            stream=_Body(response, conn, request),
-            extensions={"http_version": b"HTTP/1.1", "reason_phrase": response.reason.encode("latin-1")},
+            stream=body,
+            # READINTO: callers that can fill their own buffers skip the bytes object per read.
+            extensions={"http_version": b"HTTP/1.1", "reason_phrase": response.reason.encode("latin-1"),
+                        READINTO: body.readinto},
         )
 
 
