@@ -158,6 +158,8 @@ def _open_local(s: LocalClusterSettings, name: str, n_workers: int) -> RunCluste
         processes=True,
         host="127.0.0.1",
         dashboard_address=None,
+        # Its HTTP server (no routes, see NO_HTTP_ROUTES) on a free port, not 8787.
+        scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
         resources=resources,
         silence_logs=logging.ERROR,
         security=security,

@@ -56,6 +56,11 @@ def test_local_cluster_refuses_another_user(other_user, tmp_path, monkeypatch):
         ports = _listening_ports() - before
         # scheduler, one nanny, one worker at least: the probe covers them all
         assert len(ports) >= 3, ports
+        # Every user can read a process's command line: the workers get the run's key
+        # through the spawn pipe, never there. (distributed writes it to disk only for an
+        # instant, inside a 0700 temporary directory, to load it into the SSL context.)
+        for proc in psutil.Process().children(recursive=True):
+            assert "PRIVATE KEY" not in " ".join(proc.cmdline())
         results = _probe_as_other(scheduler, ports)
         ways_in = {k: v for k, v in results.items() if not v.startswith("refused")}
         assert not ways_in, f"another user got in: {ways_in}"
