@@ -1,5 +1,8 @@
 """`dagit -h HOST -p PORT -m hpc_workflows` serves a UI whose code loaded and lists the jobs.
 
+These upstream commands stay as they were, unprotected (any user of the node can use them);
+the protected way, `hpc-workflows ui`, is tested in tests/ui/.
+
 `/server_info` answers 200 even when the code failed to load, so the job list is read through
 the GraphQL endpoint.
 """
@@ -34,8 +37,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def graphql_job_names(url: str, deadline_s: float = 120.0, proc: subprocess.Popen | None = None) -> list[str]:
-    """Poll the GraphQL endpoint until the code location answers; return the job names."""
+def graphql_job_names(url: str, deadline_s: float = 120.0, proc: subprocess.Popen | None = None,
+                      headers: dict[str, str] | None = None) -> list[str]:
+    """Poll the GraphQL endpoint until the code location answers; return the job names.
+    ``headers``: e.g. the ``Authorization: token ...`` that ``hpc-workflows ui`` wants."""
     deadline = time.monotonic() + deadline_s
     last = None
     while time.monotonic() < deadline:
@@ -44,7 +49,7 @@ def graphql_job_names(url: str, deadline_s: float = 120.0, proc: subprocess.Pope
         try:
             req = urllib.request.Request(
                 url, data=json.dumps({"query": QUERY}).encode(),
-                headers={"Content-Type": "application/json"},
+                headers={"Content-Type": "application/json", **(headers or {})},
             )
             with urllib.request.urlopen(req, timeout=10) as resp:
                 data = json.loads(resp.read())["data"]["repositoriesOrError"]

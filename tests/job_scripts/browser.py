@@ -29,8 +29,11 @@ def screenshot(url: str, path: Path, wait_for_text: list[str], timeout_s: float 
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
         try:
             page = browser.new_page(viewport={"width": 1600, "height": 1000})
-            page.goto(url, timeout=timeout_s * 1000)
             skip = page.get_by_role("button", name="Skip")
+            # The dialog can open late on a loaded machine, over the element we click next:
+            # Playwright then dismisses it before each action.
+            page.add_locator_handler(skip, lambda loc: loc.click())
+            page.goto(url, timeout=timeout_s * 1000)
             try:
                 skip.click(timeout=5_000)  # the "Join the Dagster community" dialog
             except Exception:  # noqa: BLE001 - the dialog is not shown on every version

@@ -58,10 +58,11 @@ def user_jobs(name_part: str) -> list[str]:
     return [line for line in out.stdout.splitlines() if name_part in line]
 
 
-def graphql(url: str, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+def graphql(url: str, query: str, variables: dict[str, Any] | None = None,
+            headers: dict[str, str] | None = None) -> dict[str, Any]:
     req = urllib.request.Request(
         url, data=json.dumps({"query": query, "variables": variables or {}}).encode(),
-        headers={"Content-Type": "application/json"})
+        headers={"Content-Type": "application/json", **(headers or {})})
     with urllib.request.urlopen(req, timeout=30) as resp:
         body = json.loads(resp.read())
     assert "errors" not in body, body

@@ -1,12 +1,16 @@
-"""The web UI started as a batch job: reachable through the printed tunnel target only,
-lists the jobs, launches a run, shows it in a real browser, and stops with the job."""
+"""The web UI started as a batch job: it answers only its owner, the printed tunnel (run as
+printed, through a real sshd) and the URL from the private file open it, it lists the jobs,
+launches a run, shows it in a real browser, and stops with the job."""
 
 from __future__ import annotations
 
 import os
 import re
 import socket
+import stat
 import subprocess
+import urllib.error
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,7 +20,10 @@ from tests.conftest import REPO
 from tests.job_scripts.browser import screenshot
 from tests.job_scripts.conftest import (graphql, port_open, read, submit, user_jobs,
                                         wait_for_job_end, wait_until)
+from tests.second_user import other_user  # noqa: F401 - fixture
 from tests.test_webserver import graphql_job_names
+from tests.ui.conftest import probe_as_other
+from tests.ui.sshd import private_sshd  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.slow
 
@@ -27,22 +34,37 @@ mutation($p: ExecutionParams!) { launchRun(executionParams: $p) { __typename
   ... on RunConfigValidationInvalid { errors { message } } } }
 """
 STATUS = "query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }"
-TUNNEL = re.compile(r"ssh -N -L (\d+):(\S+):(\d+) (.+)")
+SOCKET_TUNNEL = re.compile(r"^\s+(ssh -N -L (\d+):(/\S+/ui\.sock) -J login\.test (\S+))$", re.M)
+TCP_TUNNEL = re.compile(r"^\s+(ssh -N -L (\d+):(\S+):(\d+) login\.test)$", re.M)
+URL_FILE = re.compile(r"^\s+(/\S+\.url)$", re.M)
 
 
-def _start_ui(command: list[str], tmp: Path, **env_extra: str) -> tuple[str, Path, str]:
+def _start_ui(command: list[str], tmp: Path, **env_extra: str) -> tuple[str, Path, str, Path]:
     out_file = tmp / "ui.out"
     env = dict(os.environ, DAGSTER_HOME=str(tmp / "dagster_home"), HPCW_LOGIN_HOST="login.test",
-               **env_extra)
+               HPCW_UI_STATE_DIR=str(tmp / "ui_state"), **env_extra)
     job = submit([*command[:1], "-o", str(out_file), "-e", str(tmp / "ui.err"), *command[1:]], env)
-    text = wait_until(lambda: "then open" in (t := read(out_file)) and t, 120, "the tunnel message")
-    return job, out_file, text
+    text = wait_until(lambda: "then open" in (t := read(out_file)) and "e.g. ssh" in t and t, 120,
+                      "the tunnel message")
+    url_file = Path(URL_FILE.search(text)[1])
+    assert url_file.parent == tmp / "ui_state", text
+    return job, out_file, text, url_file
 
 
-def _stop(job: str, out_file: Path, port: int, host: str) -> None:
+def _token_and_checks(text: str, out_file: Path, url_file: Path) -> tuple[str, str]:
+    """The URL and token from the private file; neither in the job log, the file 0600."""
+    url = url_file.read_text().splitlines()[0]
+    token = url.split("token=", 1)[1]
+    assert token not in text and token not in read(out_file)
+    assert stat.S_IMODE(url_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE(url_file.parent.stat().st_mode) == 0o700
+    return url, token
+
+
+def _stop(job: str, out_file: Path, gone: Callable[[], bool]) -> None:
     subprocess.run(["scancel", job], check=True, timeout=30)
     wait_for_job_end(job, 120)
-    assert wait_until(lambda: not port_open(host, port), 60, "the UI to stop listening")
+    assert wait_until(gone, 60, "the UI to stop listening")
     assert "stopping web UI" in read(out_file)
 
 
@@ -55,44 +77,47 @@ def _run_config(tmp: Path) -> dict:
 
 
 @pytest.mark.slurm
-def test_ui_on_node_via_tunnel_launches_and_shows_a_run(batch_system, tmp_path):
-    job, out_file, text = _start_ui(["sbatch", "job_scripts/run_dagit_slurm.sh"], tmp_path)
+def test_ui_on_node_via_tunnel_launches_and_shows_a_run(batch_system, private_sshd, other_user, tmp_path):
+    job, out_file, text, url_file = _start_ui(["sbatch", "job_scripts/run_dagit_slurm.sh"], tmp_path)
+    sock, tunnel = None, None
     try:
-        match = TUNNEL.search(text)
+        match = SOCKET_TUNNEL.search(text)
         assert match, text
-        port, target, port2, rest = int(match[1]), match[2], int(match[3]), match[4]
-        node = socket.gethostname()
-        # Loopback by default: the tunnel ends on the node itself, via the login host.
-        assert (target, port2) == ("127.0.0.1", port) and rest.strip() == f"-J login.test {node}" \
-            or rest.strip().endswith(node), text
-        assert f"http://localhost:{port}" in text and "WARNING" not in text
-        url = f"http://{target}:{port}"
-        assert "fetch_and_regrid" in graphql_job_names(url + "/graphql", deadline_s=180)
-        # Not reachable on the node's network address: other cluster users cannot get in.
-        for address in subprocess.run(["hostname", "-I"], capture_output=True, text=True).stdout.split():
-            if not address.startswith("127.") and ":" not in address:
-                assert not port_open(address, port), f"UI reachable on {address}"
+        printed, port, sock, node = match[1], int(match[2]), Path(match[3]), match[4]
+        # By default a Unix socket in a folder only we can enter, reached via the login host.
+        assert node == socket.gethostname() and "WARNING" not in text
+        assert stat.S_IMODE(sock.parent.stat().st_mode) == 0o700
+        url, token = _token_and_checks(text, out_file, url_file)
+        assert url.startswith(f"http://localhost:{port}/?token=")
+        # Another user of the node cannot even connect, token or not.
+        assert set(probe_as_other(f"unix:{sock}", token).values()) == {"PermissionError"}
 
+        # The printed command, as printed, through a real sshd.
+        tunnel = private_sshd.tunnel(printed, port)
+        base, auth = f"http://localhost:{port}", {"Authorization": f"token {token}"}
+        assert "fetch_and_regrid" in graphql_job_names(base + "/graphql", deadline_s=180, headers=auth)
         params = {"selector": {"repositoryLocationName": "hpc_workflows",
                                "repositoryName": "__repository__", "jobName": "fetch_and_regrid"},
                   "runConfigData": _run_config(tmp_path)}
-        launched = graphql(url + "/graphql", LAUNCH, {"p": params})["launchRun"]
+        launched = graphql(base + "/graphql", LAUNCH, {"p": params}, auth)["launchRun"]
         assert launched["__typename"] == "LaunchRunSuccess", launched
         run_id = launched["run"]["runId"]
         status = wait_until(
-            lambda: (s := graphql(url + "/graphql", STATUS, {"id": run_id})["runOrError"]["status"])
+            lambda: (s := graphql(base + "/graphql", STATUS, {"id": run_id}, auth)["runOrError"]["status"])
             in ("SUCCESS", "FAILURE", "CANCELED") and s, 300, "the launched run to finish")
         assert status == "SUCCESS"
         assert (tmp_path / "out" / "tas_north_america_2p5deg_A1B.nc").is_file()
 
+        # A browser brings the token once (?token=), then lives on the cookie it gets back.
         shot = tmp_path / "run_page.png"
-        page = screenshot(f"{url}/runs/{run_id}", shot,
+        page = screenshot(f"{base}/runs/{run_id}?token={token}", shot,
                           ["process_batch[A1B]", "process_batch[E1]", "summarise"])
         assert "Success" in page or "SUCCESS" in page.upper()
+        assert "403 Forbidden" not in page
         assert shot.stat().st_size > 20_000
         graph = tmp_path / "job_graph.png"
         # The ops sit in one graph node (it carries the config mapping): explode it.
-        screenshot(f"{url}/locations/hpc_workflows/jobs/fetch_and_regrid", graph,
+        screenshot(f"{base}/locations/hpc_workflows/jobs/fetch_and_regrid?token={token}", graph,
                    ["plan_sources", "process_batch", "summarise"],
                    click=["Explode graphs"])
         artifacts = os.environ.get("HPCW_TEST_ARTIFACTS")
@@ -101,21 +126,32 @@ def test_ui_on_node_via_tunnel_launches_and_shows_a_run(batch_system, tmp_path):
             for p in (shot, graph):
                 (Path(artifacts) / p.name).write_bytes(p.read_bytes())
     finally:
-        _stop(job, out_file, port if "port" in locals() else 0, "127.0.0.1")
+        if tunnel is not None:
+            tunnel.terminate()
+            tunnel.wait(timeout=30)
+        # The job's end removes the socket and the URL file (the token dies with the UI).
+        _stop(job, out_file, lambda: not url_file.exists() and (sock is None or not sock.exists()))
     assert not user_jobs("hpcw_ui")
 
 
 @pytest.mark.pbs
-def test_exposed_ui_warns_and_listens_on_the_node_name(batch_system, tmp_path):
-    job, out_file, text = _start_ui(["qsub", "job_scripts/run_dagit.sh"], tmp_path, HPCW_UI_EXPOSE="1")
-    port = 0
+def test_exposed_ui_warns_and_still_wants_the_token(batch_system, tmp_path):
+    job, out_file, text, url_file = _start_ui(["qsub", "job_scripts/run_dagit.sh"], tmp_path,
+                                              HPCW_UI_EXPOSE="1")
+    port, target = 0, "127.0.0.1"
     try:
         err = read(tmp_path / "ui.err") + text
-        assert "WARNING: the web UI has no authentication" in err
-        match = TUNNEL.search(text)
+        assert "WARNING: the web UI listens on" in err and "secret token" in err
+        match = TCP_TUNNEL.search(text)
         assert match, text
-        port, target = int(match[1]), match[2]
-        assert target != "127.0.0.1" and match[4].strip() == "login.test"
-        assert "fetch_and_regrid" in graphql_job_names(f"http://{target}:{port}/graphql", deadline_s=180)
+        port, target = int(match[2]), match[3]
+        assert target == socket.gethostname() and int(match[4]) == port
+        url, token = _token_and_checks(text, out_file, url_file)
+        direct = f"http://{target}:{port}"
+        assert url_file.read_text().splitlines()[1] == f"{direct}/?token={token}"
+        auth = {"Authorization": f"token {token}"}
+        assert "fetch_and_regrid" in graphql_job_names(f"{direct}/graphql", deadline_s=180, headers=auth)
+        with pytest.raises(urllib.error.HTTPError, match="403"):
+            graphql(f"{direct}/graphql", STATUS, {"id": "x"})
     finally:
-        _stop(job, out_file, port, match[2] if match else "127.0.0.1")
+        _stop(job, out_file, lambda: not port_open(target, port) and not url_file.exists())
