@@ -137,7 +137,14 @@ def serve_ui(settings: UiSettings, *, out=sys.stdout) -> None:
             # No access log: the first request carries ?token= in its query string.
             config = uvicorn.Config(TokenAuth(app, token), log_level="warning", access_log=False,
                                     lifespan="on")
-            uvicorn.Server(config).run(sockets=[listener])
+            try:
+                uvicorn.Server(config).run(sockets=[listener])
+            finally:
+                # Before Dagster's code server shutdown, which can take a minute: the batch
+                # system may SIGKILL us before it ends, and a dead session's URL must not stay.
+                url_file.unlink(missing_ok=True)
+                if socket_path is not None:
+                    socket_path.unlink(missing_ok=True)
     finally:
         url_file.unlink(missing_ok=True)
         shutil.rmtree(run_dir, ignore_errors=True)
