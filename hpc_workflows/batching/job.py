@@ -84,7 +84,9 @@ class BatchJob:
 
     def products_for(self, filename: str) -> list[str]:
         """The products one fetched file gives: ``data`` for netCDF, else the configured ones."""
-        return ["data"] if is_netcdf_name(filename) else list(self.products or ["data"])
+        if not self.products:  # one product whatever the file is: no need to look at its name
+            return ["data"]
+        return ["data"] if is_netcdf_name(filename) else list(self.products)
 
     def output_path(self, key: str, product: str) -> Path:
         """Where the output of one product of one source goes."""
@@ -93,9 +95,12 @@ class BatchJob:
 
     def outputs_for(self, source: Source) -> dict[str, OutputIdentity]:
         """The outputs a source must have, per product, with what they must be made from."""
-        ident = source_identity(redact_url(source.url), source.checksum)
+        # Planning calls this for every file of the window: skip parsing what cannot matter.
+        url = redact_url(source.url) if ("@" in source.url or "?" in source.url) else source.url
+        ident = source_identity(url, source.checksum)
+        products = self.products_for(source.filename) if self.products else ["data"]
         return {p: OutputIdentity(self.output_path(source.key, p), self.settings_digest, ident)
-                for p in self.products_for(source.filename)}
+                for p in products}
 
     def scratch(self, key: str) -> Path:
         """The scratch folder of one source."""

@@ -1,0 +1,264 @@
+"""Archive-sized runs (issue 13): fetch_and_regrid over 100, 1,000, 10,958 tiny files.
+
+    python benchmarks/archive_bench.py                       # 100 and 1000 files, local (+ SLURM)
+    python benchmarks/archive_bench.py --sizes 100 1000 10958 --old-sizes 100
+
+Each run is a whole ``dagster job execute -m hpc_workflows -j fetch_and_regrid`` process, as a
+user runs it, against a fresh persistent DAGSTER_HOME (SQLite). The files are tiny (a 10 deg
+global field, one step, regridded to 30 deg), so orchestration dominates. Per size and cluster:
+
+- wall: the first run; overhead per file = (wall - loop / workers) / files, where loop is the
+  same per-file work (``hpc_workflows.batching.process_file``: fetch, regrid, write, verify,
+  record) in a plain Python loop in this process, timed on up to 200 files and scaled to all;
+- coordinator and worker peak RSS (VmHWM of the ``dagster`` process and of its descendants);
+- planning (the plan step's own figure from run_summary.json);
+- history: bytes the run added to DAGSTER_HOME per file;
+- re-run: a second run with everything complete, its wall as a share of the first, and
+  whether it started a Dask cluster (it must not: no worker job).
+
+``--old-sizes``: the old per-file design (one Dagster step per file) on in_process and
+dagster-dask's executor (2 local workers), at the sizes given (1,000 takes many minutes).
+Goals: overhead <= 0.02 s/file, RSS <= 500 MiB and flat, planning <= 5 s at 10,958,
+re-run <= 5 % of the first run with no worker job, history <= 2 KB/file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DAGSTER = str(Path(sys.executable).with_name("dagster"))
+WORKERS = 2
+GOALS = "goals: overhead <= 0.02 s/file, RSS <= 500 MiB (flat), plan <= 5 s, re-run <= 5 %, history <= 2 KB/file"
+
+
+def _tiny_source(path: Path) -> None:
+    import numpy as np
+    import xarray as xr
+
+    lat = np.arange(-85.0, 90.0, 10.0)
+    lon = np.arange(5.0, 360.0, 10.0)
+    data = (280 + 20 * np.cos(np.radians(lat))[:, None] + 0 * lon).astype("float32")[None]
+    xr.Dataset({"tas": (("time", "lat", "lon"), data, {"units": "K", "standard_name": "air_temperature"})},
+               coords={"time": [np.datetime64("1990-01-01")],
+                       "lat": ("lat", lat, {"units": "degrees_north", "standard_name": "latitude"}),
+                       "lon": ("lon", lon, {"units": "degrees_east", "standard_name": "longitude"})},
+               ).to_netcdf(path)
+
+
+def _archive(work: Path, n: int) -> tuple[Path, str, str]:
+    """``n`` daily files from 1990-01-01 (copies of one tiny file), and the window end."""
+    import datetime as dt
+
+    folder = work / "archive"
+    folder.mkdir(parents=True, exist_ok=True)
+    proto = work / "proto.nc"
+    if not proto.exists():
+        _tiny_source(proto)
+    start = dt.date(1990, 1, 1)
+    for i in range(n):
+        path = folder / f"{start + dt.timedelta(days=i):%Y%m%d}.nc"
+        if not path.exists():
+            shutil.copyfile(proto, path)
+    return folder, start.isoformat(), (start + dt.timedelta(days=n - 1)).isoformat()
+
+
+def _workflow(work: Path, n: int, out: Path) -> dict:
+    folder, start, end = _archive(work, n)
+    return {
+        "window": {"start": start, "end": end, "step": "24h"},
+        "source": {"template": str(folder) + "/{dt:%Y%m%d}.nc", "retries": 0},
+        "regrid": {"method": "conservative", "target": {"kind": "global", "resolution": 30.0},
+                   "weights_dir": str(work / "weights")},
+        "output": {"directory": str(out), "name": "tas", "workdir": str(out.parent / f"{out.name}.scratch")},
+        "subset_time": False,
+    }
+
+
+def _cluster(kind: str, work: Path) -> dict:
+    if kind == "slurm":
+        return {"cluster": {"slurm": {"queue": "debug", "interface": "lo", "cores": 1, "memory": "1GiB",
+                                      "walltime": "01:00:00", "log_directory": str(work / "worker_logs")}},
+                "scale": WORKERS}
+    return {"cluster": {"local": {"threads_per_worker": 1}}, "scale": WORKERS}
+
+
+def _vm_hwm_kib(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _execute(argv: list[str], env: dict[str, str]) -> dict:
+    """Run one ``dagster job execute`` and watch the peak RSS of it and its descendants."""
+    import psutil
+
+    started = time.perf_counter()
+    proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    peaks = {"coordinator": 0, "worker": 0}
+    stop = threading.Event()
+
+    def watch() -> None:
+        parent = psutil.Process(proc.pid)
+        while not stop.is_set():
+            peaks["coordinator"] = max(peaks["coordinator"], _vm_hwm_kib(proc.pid))
+            try:
+                for child in parent.children(recursive=True):
+                    peaks["worker"] = max(peaks["worker"], _vm_hwm_kib(child.pid))
+            except psutil.Error:
+                pass
+            stop.wait(0.25)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    output = proc.communicate()[0]
+    stop.set()
+    watcher.join()
+    wall = time.perf_counter() - started
+    if proc.returncode != 0 or "RUN_SUCCESS" not in output:
+        raise RuntimeError(f"{' '.join(argv[-4:])} failed:\n{output[-3000:]}")
+    return {"wall": wall, "coord_mib": peaks["coordinator"] / 1024, "worker_mib": peaks["worker"] / 1024,
+            "cluster_started": "Dask cluster" in output}
+
+
+def _env(home: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ, DAGSTER_HOME=str(home), DAGSTER_TELEMETRY_DISABLED="1", **(extra or {}))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    return env
+
+
+def _home(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    return path
+
+
+def _du(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def _loop_seconds_per_file(work: Path, n: int) -> float:
+    """The per-file work in a plain loop in this process (up to 200 files), seconds per file."""
+    from hpc_workflows.batching import process_file
+    from hpc_workflows.config import validate_workflow_config
+    from hpc_workflows.pipeline.settings import batch_job, planned_sources
+
+    out = work / f"loop_{n}"
+    cfg = validate_workflow_config(_workflow(work, n, out))
+    job = batch_job(cfg)
+    sources = planned_sources(cfg)[: min(n, 200)]
+    process_file(sources[0], job)  # weights built once, imports warm: not per-file work
+    started = time.perf_counter()
+    for source in sources[1:]:
+        assert process_file(source, job).status == "written"
+    return (time.perf_counter() - started) / max(1, len(sources) - 1)
+
+
+def _batched(work: Path, n: int, kind: str, per_file: float) -> dict:
+    import yaml
+
+    tag = f"{kind}_{n}"
+    out = work / f"out_{tag}"
+    home = _home(work / f"home_{tag}")
+    cfg = {"ops": {"fetch_and_regrid": {"config": _workflow(work, n, out)}},
+           "execution": {"config": _cluster(kind, work)}}
+    path = work / f"{tag}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    argv = [DAGSTER, "job", "execute", "-m", "hpc_workflows", "-j", "fetch_and_regrid", "-c", str(path)]
+    first = _execute(argv, _env(home))
+    history = _du(home)
+    summary = json.loads((out / "run_summary.json").read_text())
+    again = _execute(argv, _env(home))
+    return {
+        "design": f"batches ({kind} {WORKERS}x1)", "files": n, "wall": first["wall"],
+        "overhead": (first["wall"] - per_file * n / WORKERS) / n,
+        "coord_mib": first["coord_mib"], "worker_mib": first["worker_mib"],
+        "plan_s": summary["planning_seconds"], "steps": summary["batch_steps"] + 2,
+        "history_kb": history / n / 1024,
+        "rerun": again["wall"] / first["wall"], "rerun_cluster": again["cluster_started"],
+    }
+
+
+def _old(work: Path, n: int, job: str, per_file: float) -> dict:
+    tag = f"{job}_{n}"
+    out = work / f"out_{tag}"
+    home = _home(work / f"home_{tag}")
+    env = _env(home, {"HPCW_BENCH_WORKFLOW": json.dumps(_workflow(work, n, out)),
+                      "HPCW_BENCH_WORKERS": str(WORKERS)})
+    argv = [DAGSTER, "job", "execute", "-m", "benchmarks.executor_jobs.per_file", "-j", job]
+    first = _execute(argv, env)
+    workers = 1 if job.endswith("in_process") else WORKERS
+    return {"design": f"per-file steps ({job.removeprefix('per_file_')})", "files": n, "wall": first["wall"],
+            "overhead": (first["wall"] - per_file * n / workers) / n,
+            "coord_mib": first["coord_mib"], "worker_mib": first["worker_mib"], "plan_s": None,
+            "steps": n + 1, "history_kb": _du(home) / n / 1024, "rerun": None, "rerun_cluster": None}
+
+
+def _print(rows: list[dict], per_file: dict[int, float]) -> None:
+    print(f"\narchive benchmark, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; {GOALS}")
+    print("per-file work in a plain loop (s/file): "
+          + ", ".join(f"{n}: {s:.4f}" for n, s in sorted(per_file.items())))
+    head = (f"{'design':30} {'files':>6} {'steps':>6} {'wall s':>8} {'ovh s/file':>10} {'coord MiB':>9} "
+            f"{'worker MiB':>10} {'plan s':>6} {'hist KB/f':>9} {'re-run':>7} {'cluster':>7}")
+    print(head)
+    for r in rows:
+        plan = f"{r['plan_s']:6.2f}" if r["plan_s"] is not None else f"{'-':>6}"
+        rerun = f"{100 * r['rerun']:6.1f}%" if r["rerun"] is not None else f"{'-':>7}"
+        cluster = ("-" if r["rerun_cluster"] is None else ("yes" if r["rerun_cluster"] else "no"))
+        print(f"{r['design']:30} {r['files']:6d} {r['steps']:6d} {r['wall']:8.1f} {r['overhead']:10.4f} "
+              f"{r['coord_mib']:9.0f} {r['worker_mib']:10.0f} {plan} {r['history_kb']:9.2f} {rerun} {cluster:>7}",
+              flush=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1000])
+    parser.add_argument("--old-sizes", type=int, nargs="*", default=[100],
+                        help="sizes for the old one-step-per-file design (none: skip)")
+    parser.add_argument("--no-slurm", action="store_true", help="local cluster only")
+    parser.add_argument("--keep", action="store_true", help="keep the work folder")
+    args = parser.parse_args()
+    sys.path.insert(0, str(ROOT))
+    work = Path(tempfile.mkdtemp(prefix="archive_bench_"))
+    kinds = ["local"]
+    if not args.no_slurm and shutil.which("sinfo") and subprocess.run(
+            ["sinfo", "-h"], capture_output=True, timeout=15).returncode == 0:
+        kinds.append("slurm")
+    rows: list[dict] = []
+    per_file: dict[int, float] = {}
+    try:
+        for n in sorted(set(args.sizes) | set(args.old_sizes)):
+            per_file[n] = _loop_seconds_per_file(work, n)
+            if n in args.sizes:
+                for kind in kinds:
+                    rows.append(_batched(work, n, kind, per_file[n]))
+                    _print(rows[-1:], per_file)
+            if n in args.old_sizes:
+                for job in ("per_file_in_process", "per_file_dagster_dask"):
+                    rows.append(_old(work, n, job, per_file[n]))
+                    _print(rows[-1:], per_file)
+        _print(rows, per_file)
+    finally:
+        if args.keep:
+            print(f"work folder kept: {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
