@@ -16,6 +16,7 @@ BENCHMARKS = {
     "fetch": "fetch_bench.py",        # our HTTP fetch vs curl, 8 x 64 MB on loopback
     "regrid": "regrid_bench.py",      # conservative 0.25 -> 1 deg vs cdo, xarray-regrid, I/O floor
     "executor": "executor_bench.py",  # 50-step fan-out: ours vs dagster-dask vs in_process
+    "archive": "archive_bench.py",    # 100..10,958 tiny files: batches vs one step per file
     "instance": "instance_bench.py",  # concurrent event writers: SQLite vs PostgreSQL
 }
 
