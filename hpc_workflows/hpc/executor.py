@@ -11,6 +11,9 @@ dask-jobqueue's clusters, adding what runs on shared HPC systems need:
 - Dagster's own orchestration loop (``ActiveExecution``): RetryPolicy honoured, downstream steps
   skipped after a failure, interrupts handled;
 - run-unique Dask keys, so concurrent runs of one job on a shared scheduler do not collide;
+- steps of ops tagged ``{"hpc_workflows/run_on": "coordinator"}`` (planning, summaries) run in
+  the run's own process, and the cluster is opened only when a step that needs a worker is
+  ready: a run whose plan finds nothing to do queues no batch job;
 - TLS with temporary credentials for batch clusters; the cluster closed and every worker job
   cancelled when the run ends, fails or is interrupted.
 
