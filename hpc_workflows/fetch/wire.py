@@ -13,6 +13,7 @@ from __future__ import annotations
 import http.client
 import socket
 import ssl
+from contextlib import contextmanager
 from typing import Iterator
 
 import httpx
@@ -48,35 +49,42 @@ class _Body(httpx.SyncByteStream):
         self._conn = conn
         self._request = request
 
-    def __iter__(self) -> Iterator[bytes]:
-        response, request = self._response, self._request
-        expected = response.length
-        received = 0
-        while True:
-            try:
-                chunk = response.read1(_READ_BYTES)
-            except (socket.timeout, TimeoutError) as exc:
-                raise httpx.ReadTimeout(f"read timed out: {exc}", request=request) from exc
-            except http.client.IncompleteRead as exc:
-                raise httpx.RemoteProtocolError(f"incomplete body: {exc}", request=request) from exc
-            except (OSError, http.client.HTTPException) as exc:
-                raise httpx.ReadError(f"connection broke: {exc}", request=request) from exc
-            if not chunk:
-                break
-            received += len(chunk)
-            yield chunk
-        # http.client's read1 returns b"" on an early close instead of raising: check here.
-        if expected is not None and response.length:
+    @contextmanager
+    def _httpx_errors(self) -> Iterator[None]:
+        """Raise socket and http.client errors as the httpx errors httpcore would raise."""
+        request = self._request
+        try:
+            yield
+        except (socket.timeout, TimeoutError) as exc:
+            raise httpx.ReadTimeout(f"read timed out: {exc}", request=request) from exc
+        except http.client.IncompleteRead as exc:
+            raise httpx.RemoteProtocolError(f"incomplete body: {exc}", request=request) from exc
+        except (OSError, http.client.HTTPException) as exc:
+            raise httpx.ReadError(f"connection broke: {exc}", request=request) from exc
+
+    def _check_complete(self) -> None:
+        # http.client reads an early close as the end of the body instead of raising.
+        if self._response.length:
             raise httpx.RemoteProtocolError(
                 f"peer closed connection without sending complete message body "
-                f"(received {received} bytes, {response.length} missing)",
-                request=request,
+                f"({self._response.length} bytes missing)",
+                request=self._request,
             )
+
+    def __iter__(self) -> Iterator[bytes]:
+        response = self._response
+        while True:
+            with self._httpx_errors():
+                chunk = response.read1(_READ_BYTES)
+            if not chunk:
+                break
+            yield chunk
+        self._check_complete()
 
     def readinto(self, buffer: memoryview) -> int:
         """Fill ``buffer`` from the socket (no intermediate copy); 0 at the end of the body."""
-        response, request = self._response, self._request
-        try:
+        response = self._response
+        with self._httpx_errors():
             if response.chunked or response.fp is None:
                 data = response.read1(len(buffer))
                 count = len(data)
@@ -88,19 +96,8 @@ class _Body(httpx.SyncByteStream):
                 count = response.fp.readinto1(buffer[:want]) if want else 0
                 if response.length is not None:
                     response.length -= count
-        except (socket.timeout, TimeoutError) as exc:
-            raise httpx.ReadTimeout(f"read timed out: {exc}", request=request) from exc
-        except http.client.IncompleteRead as exc:
-            raise httpx.RemoteProtocolError(f"incomplete body: {exc}", request=request) from exc
-        except (OSError, http.client.HTTPException) as exc:
-            raise httpx.ReadError(f"connection broke: {exc}", request=request) from exc
-        if not count and response.length:
-            # An early close reads as 0 bytes, not an error: check the length.
-            raise httpx.RemoteProtocolError(
-                f"peer closed connection without sending complete message body "
-                f"({response.length} bytes missing)",
-                request=request,
-            )
+        if not count:
+            self._check_complete()
         return count
 
     def close(self) -> None:

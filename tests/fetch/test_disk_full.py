@@ -103,9 +103,9 @@ def test_full_output_filesystem_fails_the_step_once_with_the_real_cause(server, 
     from dagster import DagsterEventType, DagsterInstance
 
     from hpc_workflows.definitions import fetch_and_regrid_job
-    from tests.fetch.test_event_log import _day_file
+    from tests.pipeline.test_http_workflow import _day_file
 
-    server.add("/data/20200214.nc", _day_file())
+    server.add("/data/20200214.nc", _day_file("20200214"))
     cfg = {
         "window": {"start": "2020-02-14", "end": "2020-02-14", "step": "24h"},
         "source": {"template": server.url("/data/{dt:%Y%m%d}.nc"), "retries": 1, "backoff_seconds": 0.01},

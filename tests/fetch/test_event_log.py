@@ -4,29 +4,14 @@ from __future__ import annotations
 
 import logging
 
-import numpy as np
 import pytest
-import xarray as xr
 from dagster import DagsterInstance
 
 from hpc_workflows.instance import ensure_dagster_home
 from tests.fetch.fault_server import Fault
+from tests.pipeline.test_http_workflow import _day_file
 
 pytestmark = pytest.mark.slow
-
-
-def _day_file() -> bytes:
-    lat = np.arange(-85.0, 90.0, 10.0)
-    lon = np.arange(5.0, 360.0, 10.0)
-    t = np.array(["2020-02-14T00"], dtype="datetime64[ns]")
-    data = np.full((1, lat.size, lon.size), 280.0, dtype="float32")
-    ds = xr.Dataset(
-        {"tas": (("time", "lat", "lon"), data, {"standard_name": "air_temperature", "units": "K"})},
-        coords={"time": t,
-                "lat": ("lat", lat, {"standard_name": "latitude", "units": "degrees_north"}),
-                "lon": ("lon", lon, {"standard_name": "longitude", "units": "degrees_east"})},
-    )
-    return bytes(ds.to_netcdf())
 
 
 def _run(server, tmp_path, instance: DagsterInstance):
@@ -45,7 +30,7 @@ def _run(server, tmp_path, instance: DagsterInstance):
 
 def test_retry_warning_is_in_the_event_log(server, tmp_path, monkeypatch):
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
-    server.add("/data/20200214.nc", _day_file())
+    server.add("/data/20200214.nc", _day_file("20200214"))
     server.inject("/data/20200214.nc", Fault("status", status=503))
     home = ensure_dagster_home(tmp_path / "home")
     with DagsterInstance.from_config(str(home)) as instance:
@@ -55,7 +40,7 @@ def test_retry_warning_is_in_the_event_log(server, tmp_path, monkeypatch):
                     if e.level == logging.WARNING and "attempt 1/3 failed" in e.user_message]
     assert len(warnings) == 1, "the retry warning is missing from the run's event log"
     assert "HTTP 503" in warnings[0].user_message
-    assert warnings[0].step_key.endswith("fetch_source[20200214]")
+    assert warnings[0].step_key.endswith("[20200214]")  # the step that fetched the file
     assert len(server.requests("/data/20200214.nc")) == 2
 
 
