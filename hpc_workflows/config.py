@@ -357,6 +357,11 @@ class TimeAggregationConfig(Config):
         default="scale_up",
         description="'sum' over an allowed incomplete window: 'scale_up' to the full window or 'as_is'.",
     )
+    standard_name: Optional[str] = Field(
+        default=None,
+        description="CF standard_name of the result, e.g. 'thickness_of_rainfall_amount' for mm; "
+        "new units without it drop the input's standard_name.",
+    )
 
     @field_validator("freq", "how", "scale", "input_step", "input_interval", "label", "offset",
                      "min_sample_fraction", "partial_sum")

@@ -174,8 +174,15 @@ def _describe(out: xr.Dataset, ds: xr.Dataset, timed: list[str], other: list[str
                                  f"(interval: {step:g} seconds comment: {comment})").strip()
         ancillary = str(attrs.get("ancillary_variables", "")).split()
         attrs["ancillary_variables"] = " ".join(ancillary + ["sample_count", "expected_sample_count"])
-        if agg.units is not None:
+        if agg.units is not None and agg.units != attrs.get("units"):
             attrs["units"] = agg.units
+            # A rate summed into an amount is no longer a rainfall_rate: keep the old name
+            # only as words, unless the rules name the new quantity.
+            old = attrs.pop("standard_name", None)
+            if old and "long_name" not in attrs:
+                attrs["long_name"] = f"{old.replace('_', ' ')}, {agg.how} over time"
+        if agg.standard_name is not None:
+            attrs["standard_name"] = agg.standard_name
         if agg.scale != 1.0:
             attrs["hpc_workflows_time_scale_factor"] = float(agg.scale)
         out[name].attrs = attrs

@@ -35,7 +35,8 @@ class TimeAggregation:
     scale
         Factor applied after reducing (5-minute mm/h rates to mm: ``5/60``).
     units
-        New ``units`` of the result (default: unchanged).
+        New ``units`` of the result (default: unchanged). New units drop the input's
+        ``standard_name`` (a rate summed is not a rate) unless ``standard_name`` is given.
     input_step
         The input's regular step (``"5min"``); default: inferred from the file's times.
     input_interval
@@ -49,6 +50,9 @@ class TimeAggregation:
     min_sample_fraction
         Fraction of a window's expected input steps that must be present and valid in a grid
         cell; below it the cell is missing. Default 1.0: every step.
+    standard_name
+        CF ``standard_name`` of the result, e.g. ``"thickness_of_rainfall_amount"`` for
+        rain rates summed into mm.
     partial_sum
         For ``how="sum"`` windows allowed with fewer steps: ``"scale_up"`` (default) multiplies
         by expected/valid steps, ``"as_is"`` keeps the sum of the steps there are.
@@ -64,6 +68,7 @@ class TimeAggregation:
     offset: str | None = None
     min_sample_fraction: float = 1.0
     partial_sum: str = "scale_up"
+    standard_name: str | None = None
 
     def __post_init__(self) -> None:
         found = rule_problems(asdict(self))
