@@ -370,17 +370,33 @@ def with_known_datum(crs: Any) -> Any:
     if not crs.is_projected or datum is None or datum.name not in ("undefined", "unknown"):
         return crs
     ellipsoid = crs.ellipsoid
-    if ellipsoid is None or abs(ellipsoid.semi_major_metre - 6378137.0) < 1e-3:
+    # WGS84 axes need nothing; a sphere (model grids) matches no national grid, and PROJ's
+    # identification costs 0.3-1.6 s, so it is not even tried for one.
+    if ellipsoid is None or abs(ellipsoid.semi_major_metre - 6378137.0) < 1e-3 or \
+            abs(ellipsoid.semi_major_metre - ellipsoid.semi_minor_metre) < 1e-3:
+        return crs
+    code = _identified_epsg(crs)
+    if code is None:
         return crs
     import pyproj
 
-    matches = crs.list_authority(auth_name="EPSG", min_confidence=60)
-    if len(matches) != 1:
-        return crs
-    known = pyproj.CRS.from_epsg(int(matches[0].code))
+    known = pyproj.CRS.from_epsg(code)
     same_axes = (abs(known.ellipsoid.semi_major_metre - ellipsoid.semi_major_metre) < 1e-3
                  and abs(known.ellipsoid.semi_minor_metre - ellipsoid.semi_minor_metre) < 1e-3)
     return known if same_axes else crs
+
+
+_IDENTIFIED: dict[str, int | None] = {}
+
+
+def _identified_epsg(crs: Any) -> int | None:
+    """The one EPSG code PROJ identifies ``crs`` with (confidence >= 60), else None. Kept
+    per process by WKT: identification searches the whole database (0.3-1.6 s)."""
+    wkt = crs.to_wkt()
+    if wkt not in _IDENTIFIED:
+        matches = crs.list_authority(auth_name="EPSG", min_confidence=60)
+        _IDENTIFIED[wkt] = int(matches[0].code) if len(matches) == 1 else None
+    return _IDENTIFIED[wkt]
 
 
 def _projected_grid(ds: xr.Dataset, variable: str, dims: tuple[str, str], ycoord: xr.DataArray,
