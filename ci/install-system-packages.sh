@@ -20,6 +20,8 @@ PACKAGES=(
     postgresql
     # a private sshd on loopback for the web UI tunnel test (tests/ui)
     openssh-server
+    # the second user's own TLS certificate in tests/hpc/other_user_probe.py
+    openssl
 )
 
 missing=()
