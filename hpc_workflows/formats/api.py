@@ -54,11 +54,19 @@ def _resolve(path: Path, format: str | None) -> tuple[FormatReader, bool]:
     if not path.is_file():
         raise FormatError(f"{path}: no such file")
     head, gzipped = read_head(path)
+    found = next((r for r in _READERS if r.sniff(head)), None)
     if format not in (None, "auto"):
-        return reader(format), gzipped
-    for r in _READERS:
-        if r.sniff(head):
-            return r, gzipped
+        forced = reader(format)
+        # Forcing is for headers the magic numbers miss, not for overruling a clear match:
+        # reading NIMROD bytes as netCDF would only fail with a misleading message.
+        if found is not None and found is not forced:
+            raise FormatError(
+                f"{path}: source.format is {format!r} but the file is {found.label}: "
+                f"set source.format to 'auto' or {found.name!r}"
+            )
+        return forced, gzipped
+    if found is not None:
+        return found, gzipped
     raise FormatError(
         f"{path}: not a format we can read (first bytes {head[:8].hex(' ')}); tried {_tried()}. "
         "If it is one of these with an unusual header, set source.format to force it"

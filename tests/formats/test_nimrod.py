@@ -4,6 +4,7 @@ checked against an independent numpy reading of the same bytes (tests/formats/ni
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 
 import numpy as np
 import pyproj
@@ -80,5 +81,20 @@ def test_truncated_nimrod_is_refused_naming_the_file(tmp_path):
 
 def test_forced_format_that_does_not_match_names_file_and_format(tmp_path):
     src = write_nimrod(tmp_path / "r.nimrod", _field(), validity=VALID)
-    with pytest.raises(FormatError, match=r"r\.nimrod.*GRIB"):
+    with pytest.raises(FormatError, match=r"r\.nimrod: source.format is 'grib' but the file is NIMROD"):
         to_netcdf(src, tmp_path / "o.nc", format="grib")
+
+
+def test_forcing_another_format_than_the_content_is_refused(tmp_path):
+    src = write_nimrod(tmp_path / "r.nc", _field(), validity=VALID)
+    with pytest.raises(FormatError, match=r"r\.nc: source.format is 'netcdf' but the file is NIMROD"):
+        check_readable(src, "netcdf")
+
+
+def test_damaged_gzip_is_refused_naming_the_file(tmp_path):
+    raw = gzip.compress(nimrod_bytes(_field(), validity=VALID))
+    cut = tmp_path / "cut.dat.gz"
+    cut.write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(FormatError, match=r"cut\.dat\.gz"):
+        to_netcdf(cut, tmp_path / "o.nc")
+    assert not (tmp_path / "o.nc").exists() and not list(tmp_path.glob(".o.nc*"))
