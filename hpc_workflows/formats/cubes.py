@@ -62,12 +62,8 @@ def _with_time_dimension(cube: Any) -> Any:
     """``cube`` with a length-1 time dimension if its time is a scalar coordinate."""
     import iris.util
 
-    try:
-        time = cube.coord("time")
-    except Exception:  # noqa: BLE001 - no time coordinate: nothing to promote
-        return cube
-    if cube.coord_dims(time):
-        return cube
+    if not cube.coords("time") or cube.coord_dims(cube.coord("time")):
+        return cube  # no time (an ancillary field), or already a dimension
     extras = [n for n in _TIME_LIKE if cube.coords(n) and not cube.coord_dims(cube.coord(n))]
     return iris.util.new_axis(cube, "time", expand_extras=extras)
 
