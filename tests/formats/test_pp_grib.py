@@ -149,3 +149,26 @@ def test_grib1_from_ecCodes_sample_keeps_values_grid_and_reference_time(tmp_path
         np.testing.assert_array_equal(ds["longitude"].values, np.arange(0.0, 40.0, 5.0))
         assert ds["time"].values[0] == np.datetime64("2020-02-14T18:00")
         assert ds["forecast_reference_time"].values[0] == np.datetime64("2020-02-14T12:00")
+
+
+def test_little_endian_pp_reads_like_the_big_endian_file(tmp_path, sample_data):
+    """air_temp.pp with every 4-byte word byte-swapped (all its words are 4 bytes) is the
+    little-endian PP some tools write: same format name, same values."""
+    raw = (sample_data / "air_temp.pp").read_bytes()
+    little = tmp_path / "little.pp"
+    little.write_bytes(np.frombuffer(raw, ">u4").astype("<u4").tobytes())
+    assert detect(little) == "pp"
+    to_netcdf(sample_data / "air_temp.pp", tmp_path / "big.nc")
+    to_netcdf(little, tmp_path / "little.nc")
+    with xr.open_dataset(tmp_path / "big.nc") as big, xr.open_dataset(tmp_path / "little.nc") as lil:
+        np.testing.assert_array_equal(lil["air_temperature"].values, big["air_temperature"].values)
+
+
+def test_fieldsfile_headers_are_recognised(tmp_path):
+    """Fieldsfile fixed headers (no sample file ships, so only recognition is checked here):
+    64-bit first word 20 (post 5.2), 15 (pre 3.1), -32768 (ancillary), 32-bit 20 (ieee -32)."""
+    for i, head in enumerate([np.array([20], ">i8"), np.array([15], ">i8"),
+                              np.array([-32768], ">i8"), np.array([20], ">i4")]):
+        path = tmp_path / f"ff{i}"
+        path.write_bytes(head.tobytes() + bytes(256))
+        assert detect(path) == "pp", head
