@@ -75,6 +75,8 @@ class LocalClusterSettings(_Strict):
     @field_validator("memory_limit", mode="before")
     @classmethod
     def _memory_limit_unit(cls, value: Any) -> Any:
+        if value in (0, "0"):  # distributed's "no limit"
+            return "0"
         return _size_with_unit("memory_limit", value)
 
 
