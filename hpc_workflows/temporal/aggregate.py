@@ -205,7 +205,7 @@ def _comment(agg: TimeAggregation, step: float) -> str:
     inputs = {"instant": "inputs instantaneous",
               "ending": f"inputs over the {step:g} s ending at their time",
               "starting": f"inputs over the {step:g} s starting at their time"}[agg.input_interval]
-    rule = f"cells with under {agg.min_sample_fraction:g} of the expected steps missing"
+    rule = f"cells need {agg.min_sample_fraction * 100:.4g}% of the expected steps, else missing"
     if agg.how == "sum" and agg.min_sample_fraction < 1:
         rule += ("; partial sums scaled to the full window" if agg.partial_sum == "scale_up"
                  else "; partial sums not scaled")
