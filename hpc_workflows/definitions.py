@@ -7,6 +7,10 @@ Load it with ``dagster dev -m hpc_workflows``, ``dagster-webserver -m hpc_workfl
 
 from __future__ import annotations
 
+import logging
+import os
+from pathlib import Path
+
 from dagster import Definitions, job
 
 from hpc_workflows.hpc.executor import hpc_dask_executor
@@ -28,4 +32,33 @@ def fetch_and_regrid_job() -> None:
     fetch_and_regrid_graph.alias("fetch_and_regrid")()
 
 
-defs = Definitions(jobs=[fetch_and_regrid_job], executor=EXECUTOR)
+def _dataset_parts() -> tuple[list, list, list, list]:
+    """Assets, jobs, schedules and sensors of every dataset file; a bad file is logged and left out.
+
+    Dataset files live in ``$HPCW_DATASETS`` (default ``configs/datasets`` under the working
+    directory). One bad file must not take the other datasets (or the jobs) down with it: its
+    error, which names the field and the fix, goes to the log of whatever loads the code (the
+    UI's terminal, ``dagster``/``dg`` commands) and to ``hpc-workflows datasets check``.
+    """
+    folder = Path(os.environ.get("HPCW_DATASETS", "configs/datasets"))
+    if not folder.is_dir():
+        return [], [], [], []
+    from hpc_workflows.assets import dataset_definitions
+    from hpc_workflows.datasets import load_datasets
+
+    specs, errors = load_datasets(folder)
+    for error in errors.values():
+        logging.getLogger("hpc_workflows.datasets").error("dataset left out: %s", error)
+    assets, jobs, schedules, sensors = [], [], [], []
+    for spec in specs:
+        parts = dataset_definitions(spec)
+        assets += parts.assets
+        jobs += parts.jobs
+        schedules += parts.schedules
+        sensors += parts.sensors
+    return assets, jobs, schedules, sensors
+
+
+_assets, _jobs, _schedules, _sensors = _dataset_parts()
+defs = Definitions(jobs=[fetch_and_regrid_job, *_jobs], assets=_assets, schedules=_schedules,
+                   sensors=_sensors, executor=EXECUTOR)
