@@ -17,6 +17,8 @@ Thin over :mod:`hpc_workflows.datasets` and :mod:`hpc_workflows.batching`:
 # (No `from __future__ import annotations`: Dagster reads the context annotation at runtime.)
 
 import base64
+import datetime as _dt
+import json
 import logging
 import time
 from collections.abc import Iterator, Sequence
@@ -35,6 +37,7 @@ from dagster import (
     DefaultSensorStatus,
     Failure,
     MetadataValue,
+    RunRequest,
     SensorEvaluationContext,
     SkipReason,
     TimeWindowPartitionsDefinition,
@@ -224,6 +227,67 @@ def _status_sensor(spec: DatasetSpec):
     return disk_status
 
 
+def _arrival_sensor(spec: DatasetSpec, job):
+    """Launch the newest periods whose files have appeared; give up on a file after a while."""
+    from hpc_workflows.datasets.arrival import available
+
+    @sensor(name=f"{spec.name}_new_data", job=job, minimum_interval_seconds=spec.arrival.check_every,
+            default_status=DefaultSensorStatus.STOPPED,
+            description=f"Waits for the source files of {spec.name}'s newest {spec.arrival.lookback} "
+                        f"periods and materializes each once its file is there; gives up on a file "
+                        f"{spec.arrival.give_up_after} after its period ended.")
+    def new_data(context: SensorEvaluationContext):
+        state = json.loads(context.cursor) if context.cursor else {"gave_up": []}
+        now = _dt.datetime.now(_dt.timezone.utc).replace(tzinfo=None)
+        decision = arrivals(spec, context.instance, now, set(state["gave_up"]), available)
+        state["gave_up"] = sorted(set(state["gave_up"]) | set(decision.gave_up))[-1000:]
+        context.update_cursor(json.dumps(state))
+        if not decision.ready:
+            return SkipReason(decision.summary())
+        return [RunRequest(partition_key=pk, run_key=f"{spec.name}:{pk}") for pk in decision.ready]
+
+    return new_data
+
+
+@dataclass
+class ArrivalDecision:
+    """What the new-data sensor does on one tick."""
+
+    ready: list[str]
+    waiting: list[str]
+    gave_up: list[str]
+
+    def summary(self) -> str:
+        return (f"waiting for {', '.join(self.waiting) or 'nothing'}; "
+                f"gave up on {', '.join(self.gave_up) or 'nothing'}")
+
+
+def arrivals(spec: DatasetSpec, instance, now: _dt.datetime, gave_up: set[str], check) -> ArrivalDecision:
+    """Sort the newest ended periods not yet materialized into ready / waiting / given up."""
+    from hpc_workflows.datasets import partition_keys_between, partition_time
+    from hpc_workflows.fetch import parse_step
+
+    step = parse_step(spec.partitioning.step)
+    patience = parse_step(spec.arrival.give_up_after)
+    last = spec.partitioning.end_datetime
+    ended = [k for k in partition_keys_between(spec, spec.partitioning.start_datetime, now)
+             if partition_time(spec, k) + step <= now and (last is None or partition_time(spec, k) <= last)]
+    newest = ended[-spec.arrival.lookback:]
+    done = set(instance.get_materialized_partitions(regridded_key(spec)))
+    ready, waiting, given = [], [], []
+    for pk, source in zip(newest, sources_for(spec, newest)):
+        if pk in done or pk in gave_up:
+            continue
+        there = check(spec, source)
+        if there or there is None:
+            ready.append(pk)
+        elif partition_time(spec, pk) + step + patience <= now:
+            given.append(pk)
+        else:
+            waiting.append(pk)
+    return ArrivalDecision(ready=ready, waiting=waiting, gave_up=given)
+
+
 def dataset_definitions(spec: DatasetSpec) -> DatasetDefs:
     """The assets, job, schedule and sensor of one dataset."""
     parts = partitions_def(spec)
@@ -234,4 +298,5 @@ def dataset_definitions(spec: DatasetSpec) -> DatasetDefs:
     job = define_asset_job(f"{spec.name}_job", selection=[regridded_key(spec)], partitions_def=parts,
                            description=f"Materialize {spec.name}/regridded for chosen partitions.")
     schedule = build_schedule_from_partitioned_job(job, name=f"{spec.name}_newest")
-    return DatasetDefs(assets=[raw, asset], sensors=[_status_sensor(spec)], schedules=[schedule], jobs=[job])
+    return DatasetDefs(assets=[raw, asset], sensors=[_status_sensor(spec), _arrival_sensor(spec, job)],
+                       schedules=[schedule], jobs=[job])

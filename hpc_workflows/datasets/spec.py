@@ -33,7 +33,7 @@ from hpc_workflows.config import (
     validate_workflow_config,
 )
 
-__all__ = ["PERIODS", "DatasetError", "DatasetSpec", "Partitioning", "load_dataset", "load_datasets"]
+__all__ = ["PERIODS", "Arrival", "DatasetError", "DatasetSpec", "Partitioning", "load_dataset", "load_datasets"]
 
 #: period -> (file step as the run config writes it, partition key format, source key format)
 PERIODS: dict[str, tuple[str, str, str]] = {
@@ -92,6 +92,33 @@ class Partitioning(BaseModel):
         return PERIODS[self.period][0]
 
 
+class Arrival(BaseModel):
+    """Waiting for new source files, like a Cylc xtrigger: check, wait, give up after a while."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    check_every: int = Field(default=300, ge=10, description="Seconds between checks for new files.")
+    give_up_after: str = Field(default="2D", description="Stop waiting for a period's file this long "
+                               "after the period ended (e.g. '6h', '2D').")
+    lookback: int = Field(default=3, ge=1, le=1000, description="How many of the newest ended "
+                          "periods to watch.")
+    command: Optional[list[str]] = Field(default=None, description="For archive (command) sources: "
+                                         "a listing command that exits 0 when {src} exists, e.g. "
+                                         "['moo', 'test', '{src}']; without it such files are assumed "
+                                         "present once their period ends.")
+
+    @field_validator("give_up_after")
+    @classmethod
+    def _duration(cls, v: str) -> str:
+        from hpc_workflows.fetch import parse_step
+
+        try:
+            parse_step(v)
+        except ValueError as exc:
+            raise ValueError(f"arrival.give_up_after: {exc}") from None
+        return v
+
+
 @dataclass(frozen=True)
 class DatasetSpec:
     """A validated dataset: its name, partitioning and the run config of its files.
@@ -107,6 +134,7 @@ class DatasetSpec:
     raw: dict[str, Any]  # the workflow fields as written (source, regrid, output, batching)
     workflow: WorkflowConfig
     execution: dict[str, Any]
+    arrival: Arrival = Arrival()
 
 
 def load_dataset(path: str | Path) -> DatasetSpec:
@@ -135,6 +163,10 @@ def load_dataset(path: str | Path) -> DatasetSpec:
         raise DatasetError(f"{path}: name {name!r} must start with a letter and hold only letters, digits "
                            "and _ (it becomes the Dagster asset key prefix): rename the file or set name:")
     execution = doc.pop("execution", None) or {}
+    try:
+        arrival = Arrival(**(doc.pop("arrival", None) or {}))
+    except ValidationError as exc:
+        raise DatasetError(f"Invalid dataset {path}:\n" + format_validation_error(exc, "arrival")) from None
     if "window" in doc:
         raise DatasetError(f"{path}: window: a dataset has partitioning: {{period, start, end}} instead "
                            "of a window (backfills choose the dates)")
@@ -159,7 +191,7 @@ def load_dataset(path: str | Path) -> DatasetSpec:
                            "file per period; a manifest has no partitions to map (use the fetch_and_regrid "
                            "job for it)")
     return DatasetSpec(name=name, path=path, partitioning=partitioning, raw=doc, workflow=workflow,
-                       execution=execution)
+                       execution=execution, arrival=arrival)
 
 
 def load_datasets(folder: str | Path) -> tuple[list[DatasetSpec], dict[Path, str]]:

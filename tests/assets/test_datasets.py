@@ -119,3 +119,30 @@ def test_definitions_load_datasets_folder(dataset_dir, monkeypatch):
     assert AssetKey(["tas_daily", "raw"]) in parents
     monkeypatch.delenv("HPCW_DATASETS")
     importlib.reload(definitions)
+
+
+def test_new_data_waits_then_gives_up(dataset_dir, instance):
+    """Day 3's file is late: waited for while within arrival.give_up_after, then given up."""
+    from hpc_workflows.assets.build import arrivals
+    from hpc_workflows.datasets.arrival import available
+
+    (spec,), _ = load_datasets(dataset_dir)
+    spec = __import__("dataclasses").replace(spec, arrival=spec.arrival.model_copy(
+        update={"lookback": 6, "give_up_after": "1D"}))
+    early = arrivals(spec, instance, dt.datetime(2020, 1, 4, 12), set(), available)
+    assert early.ready == ["2020-01-01", "2020-01-02"] and early.waiting == ["2020-01-03"] and not early.gave_up
+    late = arrivals(spec, instance, dt.datetime(2020, 1, 5, 12), set(), available)
+    assert late.ready == ["2020-01-01", "2020-01-02", "2020-01-04"] and late.gave_up == ["2020-01-03"]
+    again = arrivals(spec, instance, dt.datetime(2020, 1, 5, 12), {"2020-01-03"}, available)
+    assert "2020-01-03" not in again.ready + again.waiting + again.gave_up
+
+
+def test_new_data_sensor_requests_runs(dataset_dir, instance):
+    import dagster as dg
+
+    (spec,), _ = load_datasets(dataset_dir)
+    sensor = next(s for s in dataset_definitions(spec).sensors if s.name == "tas_daily_new_data")
+    with dg.build_sensor_context(instance=instance) as context:
+        requests = list(sensor(context))
+    # Long after the dataset's end: its newest 3 periods (4-6 January) all have their files.
+    assert sorted(r.partition_key for r in requests) == ["2020-01-04", "2020-01-05", "2020-01-06"]
