@@ -100,8 +100,9 @@ def _expected(day: dt.date, rate=radar.rain_rate) -> dict[str, np.ndarray]:
     blocks = rates.reshape(-1, per, radar.NY, radar.NX)
     all_nan = np.isnan(blocks).all(axis=1)
     sums = np.where(all_nan, np.nan, np.nansum(blocks, axis=1) / 12.0)  # (3h, y, x)
-    crs = pyproj.CRS.from_cf(radar.BNG_MAPPING_ATTRS)
-    to_ll = pyproj.Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
+    # The mapping (Airy axes, no datum name) is the British National Grid: its cells are
+    # placed on WGS84 through the OSGB36 datum shift (docs/regridding.md, "Datum").
+    to_ll = pyproj.Transformer.from_crs("EPSG:27700", "EPSG:4326", always_xy=True)
     xx, yy = np.meshgrid(radar.x_centres(), radar.y_centres())
     lon, lat = to_ll.transform(xx, yy)
     iy = np.searchsorted(LAT_EDGES, lat, side="right") - 1
