@@ -144,3 +144,15 @@ def test_unknown_workflow_key_reported_with_the_workflows_own_errors(demo_run_co
     # one line for the bad compression level: ours, not Dagster's "Invalid scalar" as well
     assert out.count("compression_level") == 1, out
     _assert_no_traceback(out)
+
+
+@pytest.mark.slow
+def test_env_values_are_resolved_as_dagster_resolves_them(demo_run_config, tmp_path, monkeypatch):
+    cfg = copy.deepcopy(demo_run_config)
+    cfg["ops"]["fetch_and_regrid"]["config"]["output"]["directory"] = {"env": "HPCW_TEST_OUT_DIR"}
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    monkeypatch.setenv("HPCW_TEST_OUT_DIR", str(tmp_path / "out"))
+    proc = _check(path)
+    assert proc.returncode == 0, proc.stderr
+    assert "OK" in proc.stdout

@@ -122,18 +122,26 @@ def check_run_config_file(path: str | Path, job_name: str = "fetch_and_regrid") 
         return report
     run_config = source.data
 
+    from hpc_workflows.definitions import defs
+
+    found = _dagster_errors(defs.get_job_def(job_name), run_config)
     ours: list[str] = []
-    ops = run_config.get("ops")
-    workflow = ops.get(job_name, {}).get("config") if isinstance(ops, dict) and isinstance(
-        ops.get(job_name), dict) else None
-    if workflow is None:
-        ours.append(f"ops.{job_name}.config: missing: the run needs this section "
-                    "(see configs/dev.yaml)")
+    if all(where == "ops" for where, _, _ in found):
+        # The file fits the schema, so Dagster resolved it ({env: NAME} values included) and
+        # ran the workflow's own validation in the job's config mapping: its message is ours.
+        ours += [message for _, message, _ in found]
+        found = []
     else:
-        try:
-            validate_workflow_config(workflow)
-        except ConfigValidationError as exc:
-            ours.append(str(exc))
+        # Dagster stopped at the schema: validate the workflow section as written, so that
+        # its problems are reported now too, not one round of fixes later.
+        ops = run_config.get("ops")
+        section = ops.get(job_name) if isinstance(ops, dict) else None
+        workflow = section.get("config") if isinstance(section, dict) else None
+        if isinstance(workflow, dict):  # missing or not a mapping: Dagster says so
+            try:
+                validate_workflow_config(workflow)
+            except ConfigValidationError as exc:
+                ours.append(str(exc))
     executor = _executor_config(run_config)
     if executor is not None:
         try:
@@ -144,15 +152,13 @@ def check_run_config_file(path: str | Path, job_name: str = "fetch_and_regrid") 
         else:
             report.warnings += [_with_location(w, source) for w in settings.warnings()]
 
-    from hpc_workflows.definitions import defs
-
     said = "\n".join(ours)
-    for where, message, type_error in _dagster_errors(defs.get_job_def(job_name), run_config):
+    for where, message, type_error in found:
         # A type error of a field our validators name already (with the fix) would only repeat
         # it less helpfully; unknown keys are Dagster's to find (the workflow config allows
         # extra keys through to Dagster's schema).
         field_name = where.removeprefix(f"ops.{job_name}.config.")
-        if type_error and said and (where == "ops" or field_name in said):
+        if type_error and said and field_name in said:
             continue
         report.errors.append(f"{where}: {message}")
     report.errors[:0] = ours
