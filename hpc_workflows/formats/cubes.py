@@ -111,6 +111,10 @@ def _fix_cf(path: Path) -> None:
     - On hybrid-height fields iris puts ``axis: Z`` on both the level number (the dimension
       coordinate) and ``level_height``; CF allows one coordinate per axis for a variable, so
       the auxiliary one loses the attribute (its ``standard_name`` still says what it is).
+    - The British National Grid (NIMROD's grid type 0) is written as a transverse Mercator
+      on the Airy ellipsoid, without its datum: a reader cannot tell OSGB36 from any other
+      datum on that ellipsoid, and placing the grid in WGS84 needs the OSGB36 shift (~100 m).
+      Its ``crs_wkt`` (EPSG:27700, which CF readers such as pyproj prefer) says it.
     """
     import netCDF4
 
@@ -125,6 +129,35 @@ def _fix_cf(path: Path) -> None:
                 var.delncattr("true_scale_lat")
             if "axis" in attrs and name not in nc.dimensions and var.getncattr("axis") in dim_axes:
                 var.delncattr("axis")
+            if _is_british_national_grid(var) and "crs_wkt" not in attrs:
+                var.setncattr("crs_wkt", _bng_wkt())
+
+
+# EPSG:27700's projection and ellipsoid, as iris writes them for NIMROD grid type 0.
+_BNG = {"grid_mapping_name": "transverse_mercator", "latitude_of_projection_origin": 49.0,
+        "longitude_of_central_meridian": -2.0, "false_easting": 400000.0,
+        "false_northing": -100000.0, "scale_factor_at_central_meridian": 0.9996012717,
+        "semi_major_axis": 6377563.396, "semi_minor_axis": 6356256.909}
+
+
+def _is_british_national_grid(var: Any) -> bool:
+    """True for a grid-mapping variable whose parameters are the British National Grid's."""
+    for key, value in _BNG.items():
+        if not hasattr(var, key):
+            return False
+        got = var.getncattr(key)
+        if isinstance(value, str):
+            if got != value:
+                return False
+        elif abs(float(got) - value) > 1e-6 * max(1.0, abs(value)):  # iris rounds semi-minor
+            return False
+    return True
+
+
+def _bng_wkt() -> str:
+    import pyproj
+
+    return pyproj.CRS.from_epsg(27700).to_wkt()
 
 
 def _add_reference_time(cube: Any) -> None:

@@ -65,6 +65,12 @@ def test_nimrod_converts_with_values_grid_and_times(tmp_path, compress):
     ours = pyproj.Transformer.from_crs(crs, crs.geodetic_crs, always_xy=True).transform(x, y)
     bng = pyproj.Transformer.from_crs("EPSG:27700", "EPSG:4277", always_xy=True).transform(x, y)
     np.testing.assert_allclose(ours, bng, atol=1e-9)
+    # ... and the datum is OSGB36 (crs_wkt), so placing it in WGS84 applies the ~100 m shift.
+    assert crs.to_epsg() == 27700
+    wgs84 = pyproj.Transformer.from_crs(crs, "EPSG:4326", always_xy=True).transform(x, y)
+    np.testing.assert_allclose(
+        wgs84, pyproj.Transformer.from_crs("EPSG:27700", "EPSG:4326", always_xy=True).transform(x, y),
+        atol=1e-9)
     assert not list(out.parent.glob("*.part")) and not list(out.parent.glob(".*"))
 
 
