@@ -44,8 +44,12 @@ def _start_ui(command: list[str], tmp: Path, **env_extra: str) -> tuple[str, Pat
     env = dict(os.environ, DAGSTER_HOME=str(tmp / "dagster_home"), HPCW_LOGIN_HOST="login.test",
                HPCW_UI_STATE_DIR=str(tmp / "ui_state"), **env_extra)
     job = submit([*command[:1], "-o", str(out_file), "-e", str(tmp / "ui.err"), *command[1:]], env)
-    text = wait_until(lambda: "then open" in (t := read(out_file)) and "e.g. ssh" in t and t, 120,
-                      "the tunnel message")
+    try:
+        text = wait_until(lambda: "then open" in (t := read(out_file)) and "e.g. ssh" in t and t, 120,
+                          "the tunnel message")
+    except AssertionError:
+        subprocess.run(["scancel", job], timeout=30)  # do not leave a UI running for 8 hours
+        raise
     url_file = Path(URL_FILE.search(text)[1])
     assert url_file.parent == tmp / "ui_state", text
     return job, out_file, text, url_file
@@ -107,6 +111,9 @@ def test_ui_on_node_via_tunnel_launches_and_shows_a_run(batch_system, private_ss
             in ("SUCCESS", "FAILURE", "CANCELED") and s, 300, "the launched run to finish")
         assert status == "SUCCESS"
         assert (tmp_path / "out" / "tas_north_america_2p5deg_A1B.nc").is_file()
+        # The token reached the UI on every request, yet the instance (runs, events, logs) has none of it.
+        stored = [f for f in (tmp_path / "dagster_home").rglob("*") if f.is_file()]
+        assert stored and not [f for f in stored if token.encode() in f.read_bytes()]
 
         # A browser brings the token once (?token=), then lives on the cookie it gets back.
         shot = tmp_path / "run_page.png"

@@ -14,6 +14,7 @@ import pytest
 
 from tests.conftest import REPO
 from tests.hpc.conftest import wait_until
+from tests.second_user import OTHER_PYTHON, run_as_other
 from tests.ui.sshd import free_port, private_sshd  # noqa: F401 - fixture for tests/ui
 
 PROBE = Path(__file__).with_name("probe.py")
@@ -47,6 +48,14 @@ class RunningUi:
         out = subprocess.run([sys.executable, str(PROBE), self.target, *([token] if token else [])],
                              capture_output=True, text=True, timeout=120, check=True)
         return json.loads(out.stdout)
+
+
+def probe_as_other(target: str, token: str | None = None) -> dict[str, str]:
+    """Run the stand-alone probe as the second unix user (it cannot read our files: the
+    probe's source goes in by ``-c``)."""
+    out = run_as_other([OTHER_PYTHON, "-c", PROBE.read_text(), target, *([token] if token else [])])
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
 
 
 def start_ui(tmp: Path, *args: str) -> RunningUi:

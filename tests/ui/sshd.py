@@ -8,9 +8,11 @@ server, as a user's ~/.ssh/config maps them on a laptop. Started and stopped by 
 from __future__ import annotations
 
 import os
+import pwd
 import shlex
 import socket
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,18 +35,22 @@ class PrivateSshd:
         assert args[0] == "ssh", printed
         proc = subprocess.Popen([args[0], "-F", str(self.config), "-o", "ExitOnForwardFailure=yes", *args[1:]],
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-        def listening():
-            if proc.poll() is not None:
-                pytest.fail(f"the tunnel {printed!r} exited: {proc.stdout.read()}")
-            try:
-                socket.create_connection(("127.0.0.1", local_port), timeout=2).close()
-                return True
-            except OSError:
-                return False
-
-        wait_until(listening, 60, f"the tunnel {printed!r}")
+        wait_listening(proc, local_port, f"the tunnel {printed!r}", lambda: proc.stdout.read())
         return proc
+
+
+def wait_listening(proc: subprocess.Popen, port: int, what: str, output: Callable[[], str]) -> None:
+    """Wait until 127.0.0.1:``port`` accepts connections; fail with ``output()`` if ``proc`` exits."""
+    def listening() -> bool:
+        if proc.poll() is not None:
+            pytest.fail(f"{what} exited: {output()}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=2).close()
+            return True
+        except OSError:
+            return False
+
+    wait_until(listening, 60, what)
 
 
 def free_port() -> int:
@@ -81,7 +87,7 @@ StrictModes no
 AllowTcpForwarding yes
 AllowStreamLocalForwarding yes
 """)
-    user = os.environ.get("USER") or __import__("pwd").getpwuid(os.geteuid()).pw_name
+    user = pwd.getpwuid(os.geteuid()).pw_name
     (d / "known_hosts").write_text(f"[127.0.0.1]:{port} {(d / 'host_key.pub').read_text()}")
     (d / "ssh_config").write_text(f"""\
 Host login.test {socket.gethostname()}
@@ -98,17 +104,8 @@ Host login.test {socket.gethostname()}
     log = open(d / "sshd.log", "w")
     proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(d / "sshd_config")], stdout=log, stderr=subprocess.STDOUT)
 
-    def up():
-        if proc.poll() is not None:
-            pytest.fail(f"sshd exited: {(d / 'sshd.log').read_text()}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=2).close()
-            return True
-        except OSError:
-            return False
-
     try:
-        wait_until(up, 30, "the private sshd")
+        wait_listening(proc, port, "the private sshd", lambda: (d / "sshd.log").read_text())
         yield PrivateSshd(d / "ssh_config", port)
     finally:
         proc.terminate()

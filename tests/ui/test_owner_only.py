@@ -15,21 +15,11 @@ import sys
 import psutil
 import pytest
 
-from tests.hpc.conftest import wait_until
-from tests.second_user import OTHER_PYTHON, run_as_other
-from tests.ui.conftest import PROBE, owner_job_names, start_ui
+from tests.ui.conftest import owner_job_names, probe_as_other, start_ui
 
 pytestmark = pytest.mark.slow
 
 ALL_ATTEMPTS = ("get", "graphql", "launch", "websocket")
-
-
-def probe_as_other(target: str, token: str | None = None) -> dict[str, str]:
-    import json
-
-    out = run_as_other([OTHER_PYTHON, "-c", PROBE.read_text(), target, *([token] if token else [])])
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout)
 
 
 def test_tcp_ui_refuses_another_user_and_serves_its_owner_with_the_token(tcp_ui, other_user):
