@@ -124,3 +124,16 @@ def test_a_template_declaring_a_datum_gets_the_source_placed_on_it(tmp_path: Pat
     ref = np.bincount(cells[cells >= 0], minlength=48).reshape(6, 8)
     out = regrid(ds, tgt, "aggregate", statistics=["count"])
     np.testing.assert_array_equal(out.rr_count.values[0], np.where(ref > 0, ref, np.nan))
+
+
+def test_the_streaming_path_places_bng_cells_on_wgs84_too(tmp_path: Path) -> None:
+    from hpc_workflows.regrid import regrid_file
+
+    ds = _bng_dataset(IRIS_OSGB)
+    ds.to_netcdf(tmp_path / "bng.nc")
+    cells = _reference_cells(ds, "EPSG:4326")
+    ref = np.bincount(cells[cells >= 0], minlength=48).reshape(6, 8)
+    out = regrid_file(tmp_path / "bng.nc", tmp_path / "out.nc", TARGET, "aggregate",
+                      statistics=["count"], weights_dir=tmp_path / "w")
+    with xr.open_dataset(out) as o:
+        np.testing.assert_array_equal(o.rr_count.values[0], np.where(ref > 0, ref, np.nan))
