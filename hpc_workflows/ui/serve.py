@@ -34,7 +34,11 @@ from hpc_workflows.ui.banner import browser_urls, connection_text
 from hpc_workflows.ui.listen import new_socket_dir, tcp_listener, unix_listener
 from hpc_workflows.ui.private import UnsafePathError, private_dir, write_private_file
 
-__all__ = ["UiSettings", "main", "serve_ui"]
+__all__ = ["UiSettings", "UiStartError", "main", "serve_ui"]
+
+
+class UiStartError(RuntimeError):
+    """The UI cannot start with these options; the message names the option and the fix."""
 
 
 def _default_state_dir() -> Path:
@@ -124,7 +128,11 @@ def serve_ui(settings: UiSettings, *, out=sys.stdout) -> None:
             listener = unix_listener(run_dir)
             socket_path, port = run_dir / "ui.sock", None
         else:
-            listener = tcp_listener(settings.host, settings.port)
+            try:
+                listener = tcp_listener(settings.host, settings.port)
+            except OSError as exc:
+                raise UiStartError(f"--host {settings.host} --port {settings.port}: cannot listen there "
+                                   f"({exc.strerror or exc}): choose a free port, or this node's name") from None
             socket_path, port = None, listener.getsockname()[1]
         token = new_token()
         write_private_file(url_file, "\n".join(browser_urls(token, local_port=settings.local_port,
@@ -177,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
             field = ".".join(str(p) for p in err["loc"]) or "options"
             print(f"hpc-workflows ui: {field}: {err['msg']}", file=sys.stderr)
         return 2
-    except (UnsafePathError, OSError) as exc:
+    except (UnsafePathError, UiStartError, OSError) as exc:
         print(f"hpc-workflows ui: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -95,3 +96,15 @@ def test_bad_options_get_one_line_naming_the_option(tmp_path):
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "--port needs --host" in out.stderr
     assert "Traceback" not in out.stderr and len(out.stderr.splitlines()) <= 2
+
+
+def test_a_port_in_use_is_named_with_the_fix(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        out = subprocess.run([sys.executable, "-m", "hpc_workflows.cli", "ui", "--host", "127.0.0.1",
+                              "--port", str(port), "--state-dir", str(tmp_path / "state")],
+                             capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and f"--port {port}: cannot listen there" in out.stderr
+    assert "Traceback" not in out.stderr
