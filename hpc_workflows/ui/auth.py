@@ -83,7 +83,9 @@ class TokenAuth:
 
     async def _redirect_with_cookie(self, scope: Scope, query: list[tuple[str, str]], send: Send) -> None:
         rest = urlencode([(k, v) for k, v in query if k != "token"])
-        location = (scope.get("root_path", "") + scope.get("path", "/")) + (f"?{rest}" if rest else "")
+        path = scope.get("root_path", "") + scope.get("path", "/")
+        # "//host/x" in Location would send the browser to another site: keep it on this one.
+        location = "/" + path.lstrip("/") + (f"?{rest}" if rest else "")
         # Session cookie (no Max-Age): it dies with the browser, the token with the UI.
         cookie = f"{self._cookie}={self._token.decode()}; Path=/; HttpOnly; SameSite=Strict"
         await send({"type": "http.response.start", "status": 302,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["browser_urls", "connection_text"]
+__all__ = ["browser_urls", "connection_text", "tunnel_command"]
 
 RULE = "=" * 80
 
@@ -20,6 +20,24 @@ def tunnel_command(*, node: str, local_port: int, login_host: str | None,
     A Unix socket is forwarded by the node's own sshd (``-L port:/path``, OpenSSH 6.7+), so
     the tunnel goes through the login host (``-J``) to the node. A TCP listener on the node's
     network name is reached from the login host directly.
+
+    Parameters
+    ----------
+    node
+        This node's name, as ssh should reach it.
+    local_port
+        Port on the laptop end.
+    login_host
+        Login host to jump through, or None.
+    socket_path
+        The UI's Unix socket, or None when it listens on ``host:port``.
+    host, port
+        TCP address when exposed.
+
+    Returns
+    -------
+    str
+        The command, ready to paste.
     """
     if socket_path is not None:
         via = f" -J {login_host}" if login_host else ""
@@ -28,7 +46,22 @@ def tunnel_command(*, node: str, local_port: int, login_host: str | None,
 
 
 def browser_urls(token: str, *, local_port: int, host: str | None, port: int | None) -> list[str]:
-    """The URLs that open the UI: through the tunnel first, then (if exposed) directly."""
+    """The URLs that open the UI: through the tunnel first, then (if exposed) directly.
+
+    Parameters
+    ----------
+    token
+        The session's secret.
+    local_port
+        Port on the laptop end of the tunnel.
+    host, port
+        TCP address when exposed, else None.
+
+    Returns
+    -------
+    list of str
+        One URL per line of the private URL file.
+    """
     urls = [f"http://localhost:{local_port}/?token={token}"]
     if host is not None:
         urls.append(f"http://{host}:{port}/?token={token}")

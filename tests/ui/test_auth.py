@@ -76,6 +76,8 @@ def test_first_visit_sets_a_strict_httponly_cookie_and_strips_the_token():
         # Other localhost apps' cookies of any shape do not hide ours.
         again = c.get("/runs/abc", headers={"Cookie": f'weird="{{json}}"; x; {cookie_name(TOKEN)}={TOKEN}'})
         assert again.text == "hello"
+    with client() as c:  # no open redirect: the token holder stays on this site
+        assert c.get(f"http://localhost//evil.example/x?token={TOKEN}").headers["location"] == "/evil.example/x"
     with client() as c:  # a POST with ?token= is served as is (no redirect)
         assert c.post(f"/graphql?token={TOKEN}", json={}).text == "hello"
 
