@@ -74,16 +74,8 @@ def connection_text(*, node: str, local_port: int, login_host: str | None, socke
 
     Parameters
     ----------
-    node
-        This node's name, as the laptop's ssh should reach it.
-    local_port
-        Port on the laptop end of the tunnel.
-    login_host
-        Login host to jump through, or None.
-    socket_path
-        The UI's Unix socket, or None when it listens on ``host:port``.
-    host, port
-        TCP address when exposed.
+    node, local_port, login_host, socket_path, host, port
+        As for :func:`tunnel_command`.
     url_file
         The private file holding the URL with the token.
     """
