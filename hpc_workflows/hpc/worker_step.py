@@ -25,9 +25,12 @@ from dagster._core.storage.dagster_run import DagsterRun
 from dagster_shared.serdes import serialize_value
 
 from .record_sizeof import register_record_sizeof
+from .worker_exit_log import drop_false_death_reports
 
-# Imported on every worker (it unpickles run_step from here) before a step's result is measured.
+# Imported on every worker (it unpickles run_step from here) before a step's result is measured
+# and before the worker closes.
 register_record_sizeof()
+drop_false_death_reports()
 
 # Opening the instance (SQLite, config parsing) costs tens of ms: a worker keeps it for the
 # steps that follow. Keyed by the serialised ref, since refs are not hashable.
