@@ -20,11 +20,13 @@ with ``Range``; transient failures (dropped connections, 5xx, 429/503 with ``Ret
 stalls, archive-client errors) are retried with exponential backoff and jitter; bad input
 raises an error naming the source and the field.
 
-Modules: `source` (Source), `plan` (plan_sources, read_manifest), `settings`
-(FetchSettings), `base` (the transport interface), `transport` (choice by scheme), `http`,
-`filesystem`, `command`,
-`fsspec_transport`, `fetcher` (fetch, FetchResult), `verify` (checksums), `retry`,
-`hostlimit` (per-host connection cap), `partfile`, `unpack`, `merge`, `summary`, `errors`.
+Modules: `source` (Source), `plan` (plan_sources, read_manifest), `preflight` (checks run with
+config validation), `settings` (FetchSettings), `base` (the transport interface), `transport`
+(choice by scheme), `http`, `wire`, `filesystem`, `command`, `fsspec_transport`, `fetcher`
+(fetch, FetchResult), `recall` (fetch_batch: batched, throttled archive recalls), `verify`
+(checksums), `retry`, `hostlimit` (per-host and per-client caps), `partfile`, `unpack` (with
+archive-bomb limits), `merge`, `summary`, `errors`.  Limits and failure behaviour:
+docs/fetch.md.
 """
 
 from hpc_workflows.fetch.errors import FetchError

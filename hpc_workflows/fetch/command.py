@@ -9,7 +9,7 @@ from __future__ import annotations
 import subprocess
 import tempfile
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ContextManager
 
 from hpc_workflows.diskspace import explain_write_failure
 from hpc_workflows.fetch.base import Transfer
@@ -35,7 +35,7 @@ def build_argv(template: list[str], *, src: str, dest: str, key: str = "", name:
     return [arg.format_map(values) for arg in template]
 
 
-def archive_slot(program: str, settings: "FetchSettings"):
+def archive_slot(program: str, settings: "FetchSettings") -> ContextManager[None]:
     """Hold one of ``settings.max_archive_commands`` slots for archive client ``program``.
 
     Tape systems punish many concurrent clients: the cap holds across the threads of a

@@ -209,7 +209,8 @@ def _check_space(part: Path, needed: int) -> None:
         raise TransferFailed(str(exc), retryable=False, field="dest_dir") from None
 
 
-def _mismatch(expected: str | None, digests: dict[str, str]) -> str | None:
+def checksum_problem(expected: str | None, digests: dict[str, str]) -> str | None:
+    """The mismatch message when ``digests`` disagree with ``expected`` (``"alg:hex"``), else None."""
     if expected is None:
         return None
     algorithm, digest = parse_checksum(expected)
@@ -218,15 +219,15 @@ def _mismatch(expected: str | None, digests: dict[str, str]) -> str | None:
     return None
 
 
-def _existing_ok(final: Path, source: Source, expected: str | None, log: logging.Logger) -> dict[str, str] | None:
-    """Digests of an already-present final file when it is complete and correct, else None."""
+def verified_existing(final: Path, source: Source, expected: str | None, log: logging.Logger) -> dict[str, str] | None:
+    """Digests of an already-present final file when it is complete and correct, else None (logged)."""
     size = final.stat().st_size
     if source.size is not None and size != source.size:
         log.warning("%s: existing %s has %d bytes, expected %d; fetching again", source.key, final, size, source.size)
         return None
     algorithms = frozenset({parse_checksum(expected)[0]}) if expected else frozenset()
     digests = file_digests(final, algorithms)
-    problem = _mismatch(expected, digests)
+    problem = checksum_problem(expected, digests)
     if problem:
         log.warning("%s: existing %s fails verification (%s); fetching again", source.key, final, problem)
         return None
@@ -299,7 +300,7 @@ def _fetch_locked(
                 have_expected = True
             if not checked_existing:
                 checked_existing = True
-                digests = _existing_ok(final, source, expected, log) if final.exists() else None
+                digests = verified_existing(final, source, expected, log) if final.exists() else None
                 if digests is not None:
                     log.info("%s: %s already complete and verified; skipping", source.key, final)
                     return FetchResult(
@@ -344,7 +345,7 @@ def _fetch_locked(
                     field="size",
                 )
             digests = transfer.digests if transfer.digests is not None else file_digests(part, algorithms)
-            problem = _mismatch(expected, digests)
+            problem = checksum_problem(expected, digests)
             if problem:
                 # Corrupt in transit or at the origin: never keep it, never resume from it.
                 part.unlink(missing_ok=True)

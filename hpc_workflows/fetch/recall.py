@@ -26,11 +26,11 @@ from hpc_workflows.fetch.command import CommandTransport, build_argv, run_client
 from hpc_workflows.fetch.errors import FetchError, TransferFailed, redact_url
 from hpc_workflows.fetch.fetcher import (
     FetchResult,
-    _existing_ok,
-    _mismatch,
+    checksum_problem,
     ensure_writable_dir,
     expected_checksum,
     fetch,
+    verified_existing,
 )
 from hpc_workflows.fetch.partfile import fsync_dir, fsync_file
 from hpc_workflows.fetch.preflight import check_command_arguments, single_file_form
@@ -160,7 +160,7 @@ def fetch_batch(
             outcome.failures[source.key] = FetchError(source, exc.reason, field=exc.field, attempts=1)
             continue
         final = dest_dir / source.filename
-        digests = _existing_ok(final, source, expected[source.key], log) if final.exists() else None
+        digests = verified_existing(final, source, expected[source.key], log) if final.exists() else None
         if digests is not None:
             outcome.results[source.key] = FetchResult(
                 source=source, path=final, bytes=final.stat().st_size, seconds=0.0, sha256=digests["sha256"],
@@ -246,7 +246,7 @@ def _place(
         return f"size mismatch: got {size} bytes, the source's size field says {source.size}"
     algorithms = frozenset({parse_checksum(expected)[0]}) if expected else frozenset()
     digests = file_digests(staged, algorithms)
-    problem = _mismatch(expected, digests)
+    problem = checksum_problem(expected, digests)
     if problem:
         return problem
     final = dest_dir / source.filename
