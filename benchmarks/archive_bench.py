@@ -10,6 +10,8 @@ global field, one step, regridded to 30 deg), so orchestration dominates. Per si
 - wall: the first run; overhead per file = (wall - loop / workers) / files, where loop is the
   same per-file work (``hpc_workflows.batching.process_file``: fetch, regrid, write, verify,
   record) in a plain Python loop in this process, timed on up to 200 files and scaled to all;
+  ``cpu ovh``: the same in CPU seconds (run: the process and its local workers; loop: this
+  process), which the load of a shared machine distorts far less than wall time;
 - coordinator and worker peak RSS (VmHWM of the ``dagster`` process and of its descendants);
 - planning (the plan step's own figure from run_summary.json);
 - history: bytes the run added to DAGSTER_HOME per file;
@@ -107,6 +109,9 @@ def _execute(argv: list[str], env: dict[str, str]) -> dict:
     """Run one ``dagster job execute`` and watch the peak RSS of it and its descendants."""
     import psutil
 
+    import resource
+
+    cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     peaks = {"coordinator": 0, "worker": 0}
@@ -129,9 +134,12 @@ def _execute(argv: list[str], env: dict[str, str]) -> dict:
     stop.set()
     watcher.join()
     wall = time.perf_counter() - started
+    cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    # CPU of the process and every descendant it waited for (local workers; not batch jobs).
+    cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
     if proc.returncode != 0 or "RUN_SUCCESS" not in output:
         raise RuntimeError(f"{' '.join(argv[-4:])} failed:\n{output[-3000:]}")
-    return {"wall": wall, "coord_mib": peaks["coordinator"] / 1024, "worker_mib": peaks["worker"] / 1024,
+    return {"wall": wall, "cpu": cpu, "coord_mib": peaks["coordinator"] / 1024, "worker_mib": peaks["worker"] / 1024,
             "cluster_started": "Dask cluster" in output}
 
 
@@ -151,8 +159,9 @@ def _du(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def _loop_seconds_per_file(work: Path, n: int) -> float:
-    """The per-file work in a plain loop in this process (up to 200 files), seconds per file."""
+def _loop_seconds_per_file(work: Path, n: int) -> tuple[float, float]:
+    """The per-file work in a plain loop in this process (up to 200 files): wall and CPU
+    seconds per file (the CPU figure is what a loaded, shared machine does not distort)."""
     from hpc_workflows.batching import process_file
     from hpc_workflows.config import validate_workflow_config
     from hpc_workflows.pipeline.settings import batch_job, planned_sources
@@ -162,13 +171,14 @@ def _loop_seconds_per_file(work: Path, n: int) -> float:
     job = batch_job(cfg)
     sources = planned_sources(cfg)[: min(n, 200)]
     process_file(sources[0], job)  # weights built once, imports warm: not per-file work
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     for source in sources[1:]:
         assert process_file(source, job).status == "written"
-    return (time.perf_counter() - started) / max(1, len(sources) - 1)
+    files = max(1, len(sources) - 1)
+    return (time.perf_counter() - started) / files, (time.process_time() - cpu) / files
 
 
-def _batched(work: Path, n: int, kind: str, per_file: float) -> dict:
+def _batched(work: Path, n: int, kind: str, per_file: tuple[float, float]) -> dict:
     import yaml
 
     tag = f"{kind}_{n}"
@@ -185,15 +195,17 @@ def _batched(work: Path, n: int, kind: str, per_file: float) -> dict:
     again = _execute(argv, _env(home))
     return {
         "design": f"batches ({kind} {WORKERS}x1)", "files": n, "wall": first["wall"],
-        "overhead": (first["wall"] - per_file * n / WORKERS) / n,
-        "coord_mib": first["coord_mib"], "worker_mib": first["worker_mib"],
+        "overhead": (first["wall"] - per_file[0] * n / WORKERS) / n,
+        "cpu_overhead": (first["cpu"] - per_file[1] * n) / n if kind == "local" else None,
+        # Batch-job workers are not our descendants: their RSS is not seen here.
+        "coord_mib": first["coord_mib"], "worker_mib": first["worker_mib"] if kind == "local" else None,
         "plan_s": summary["planning_seconds"], "steps": summary["batch_steps"] + 2,
         "history_kb": history / n / 1024,
         "rerun": again["wall"] / first["wall"], "rerun_cluster": again["cluster_started"],
     }
 
 
-def _old(work: Path, n: int, job: str, per_file: float) -> dict:
+def _old(work: Path, n: int, job: str, per_file: tuple[float, float]) -> dict:
     tag = f"{job}_{n}"
     out = work / f"out_{tag}"
     home = _home(work / f"home_{tag}")
@@ -203,24 +215,28 @@ def _old(work: Path, n: int, job: str, per_file: float) -> dict:
     first = _execute(argv, env)
     workers = 1 if job.endswith("in_process") else WORKERS
     return {"design": f"per-file steps ({job.removeprefix('per_file_')})", "files": n, "wall": first["wall"],
-            "overhead": (first["wall"] - per_file * n / workers) / n,
-            "coord_mib": first["coord_mib"], "worker_mib": first["worker_mib"], "plan_s": None,
+            "overhead": (first["wall"] - per_file[0] * n / workers) / n,
+            "cpu_overhead": (first["cpu"] - per_file[1] * n) / n,
+            "coord_mib": first["coord_mib"],
+            "worker_mib": first["worker_mib"] if job.endswith("dask") else None, "plan_s": None,
             "steps": n + 1, "history_kb": _du(home) / n / 1024, "rerun": None, "rerun_cluster": None}
 
 
-def _print(rows: list[dict], per_file: dict[int, float]) -> None:
+def _print(rows: list[dict], per_file: dict[int, tuple[float, float]]) -> None:
     print(f"\narchive benchmark, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; {GOALS}")
-    print("per-file work in a plain loop (s/file): "
-          + ", ".join(f"{n}: {s:.4f}" for n, s in sorted(per_file.items())))
-    head = (f"{'design':30} {'files':>6} {'steps':>6} {'wall s':>8} {'ovh s/file':>10} {'coord MiB':>9} "
+    print("per-file work in a plain loop, wall / CPU s per file: "
+          + ", ".join(f"{n} files: {w:.4f} / {c:.4f}" for n, (w, c) in sorted(per_file.items())))
+    head = (f"{'design':30} {'files':>6} {'steps':>6} {'wall s':>8} {'ovh s/file':>10} {'cpu ovh':>8} {'coord MiB':>9} "
             f"{'worker MiB':>10} {'plan s':>6} {'hist KB/f':>9} {'re-run':>7} {'cluster':>7}")
     print(head)
     for r in rows:
         plan = f"{r['plan_s']:6.2f}" if r["plan_s"] is not None else f"{'-':>6}"
         rerun = f"{100 * r['rerun']:6.1f}%" if r["rerun"] is not None else f"{'-':>7}"
         cluster = ("-" if r["rerun_cluster"] is None else ("yes" if r["rerun_cluster"] else "no"))
-        print(f"{r['design']:30} {r['files']:6d} {r['steps']:6d} {r['wall']:8.1f} {r['overhead']:10.4f} "
-              f"{r['coord_mib']:9.0f} {r['worker_mib']:10.0f} {plan} {r['history_kb']:9.2f} {rerun} {cluster:>7}",
+        worker = f"{r['worker_mib']:10.0f}" if r["worker_mib"] is not None else f"{'-':>10}"
+        cpu_ovh = f"{r['cpu_overhead']:8.4f}" if r.get("cpu_overhead") is not None else f"{'-':>8}"
+        print(f"{r['design']:30} {r['files']:6d} {r['steps']:6d} {r['wall']:8.1f} {r['overhead']:10.4f} {cpu_ovh} "
+              f"{r['coord_mib']:9.0f} {worker} {plan} {r['history_kb']:9.2f} {rerun} {cluster:>7}",
               flush=True)
 
 
@@ -239,7 +255,7 @@ def main() -> int:
             ["sinfo", "-h"], capture_output=True, timeout=15).returncode == 0:
         kinds.append("slurm")
     rows: list[dict] = []
-    per_file: dict[int, float] = {}
+    per_file: dict[int, tuple[float, float]] = {}
     try:
         for n in sorted(set(args.sizes) | set(args.old_sizes)):
             per_file[n] = _loop_seconds_per_file(work, n)
