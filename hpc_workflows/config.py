@@ -259,7 +259,8 @@ class SourceConfig(Config):
                     "source.command is required when source.transport is 'command', e.g. "
                     "['moo', 'get', '-f', '{src}', '{dest}']"
                 )
-            from hpc_workflows.fetch.preflight import logger as fetch_logger, shell_warning
+            from hpc_workflows.fetch.argv import shell_warning
+            from hpc_workflows.fetch.preflight import logger as fetch_logger
             from hpc_workflows.fetch.settings import validate_command_template
 
             try:

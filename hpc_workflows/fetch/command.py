@@ -12,10 +12,10 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, ContextManager
 
 from hpc_workflows.diskspace import explain_write_failure
+from hpc_workflows.fetch.argv import build_argv, option_like_argument
 from hpc_workflows.fetch.base import Transfer
 from hpc_workflows.fetch.errors import TransferFailed
 from hpc_workflows.fetch.hostlimit import host_slot
-from hpc_workflows.fetch.preflight import option_like_argument
 from hpc_workflows.fetch.settings import validate_command_template
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -24,15 +24,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 # Keep error messages readable: the tail of stderr is what says why.
 _STDERR_LIMIT = 2000
-
-
-def build_argv(template: list[str], *, src: str, dest: str, key: str = "", name: str = "") -> list[str]:
-    """Substitute ``{src}``, ``{dest}``, ``{key}``, ``{name}`` inside each template argument.
-
-    Values are inserted verbatim (never re-parsed), one argv entry per template entry.
-    """
-    values = {"src": src, "dest": dest, "key": key, "name": name}
-    return [arg.format_map(values) for arg in template]
 
 
 def archive_slot(program: str, settings: "FetchSettings") -> ContextManager[None]:

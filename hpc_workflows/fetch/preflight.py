@@ -11,18 +11,19 @@ import ipaddress
 import logging
 import re
 from pathlib import PurePosixPath
-from typing import Iterable, Sequence
+from typing import Iterable
 from urllib.parse import urlsplit
 
+from hpc_workflows.fetch.argv import build_argv, check_command_arguments, single_file_form
+from hpc_workflows.fetch.errors import FetchError
+from hpc_workflows.fetch.settings import FetchSettings
 from hpc_workflows.fetch.source import Source
+from hpc_workflows.fetch.transport import choose_transport, scheme_of
 
 logger = logging.getLogger("hpc_workflows.fetch")
 
 # RFC 3986 reg-name characters we accept in a host name (no spaces, no brackets).
 _HOST_RE = re.compile(r"^[A-Za-z0-9._~%!$&'()*+,;=-]+$")
-_SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "csh", "tcsh", "fish", "busybox"})
-#: argv entry after which POSIX clients stop reading options.
-END_OF_OPTIONS = "--"
 
 
 def check_url(url: str) -> None:
@@ -69,60 +70,6 @@ def check_url(url: str) -> None:
         raise ValueError(f"url {url!r}: port 0 is not a port you can connect to; use 1 to 65535")
 
 
-def option_like_argument(template: Sequence[str], argv: Sequence[str]) -> int | None:
-    """Index of the first argument an archive client would read as an option by accident.
-
-    That is an argument that starts with ``-`` only because a substituted value did (the
-    template's own text does not), before any ``--`` end-of-options marker.  None if safe.
-    """
-    for index, (text, value) in enumerate(zip(template, argv)):
-        if index == 0:
-            continue
-        if text == END_OF_OPTIONS:
-            return None
-        if value.startswith("-") and not text.startswith("-"):
-            return index
-    return None
-
-
-def shell_warning(template: Sequence[str]) -> str | None:
-    """A warning when the command's program is a shell given a script (``sh -c``, ``bash -lc``)."""
-    if not template:
-        return None
-    program = PurePosixPath(template[0]).name
-    if program in _SHELLS and any(re.fullmatch(r"-[a-z]*c[a-z]*", a) for a in template[1:]):
-        return (
-            f"source.command runs a shell ({program} -c): file names are then parsed by the shell, "
-            "so a hostile name can run commands and the shell-free guarantee no longer holds; call "
-            "the archive client directly, e.g. ['moo', 'get', '-f', '{src}', '{dest}']"
-        )
-    return None
-
-
-def check_command_arguments(template: Sequence[str], argv: Sequence[str], source: Source) -> None:
-    """Refuse ``argv`` (built from ``template`` for ``source``) when a value would be an option.
-
-    Raises
-    ------
-    ValueError
-        Naming the source, the argument and the two fixes.
-    """
-    index = option_like_argument(template, argv)
-    if index is None:
-        return
-    raise ValueError(
-        f"source {source.key!r} ({source.url}): argument {argv[index]!r} (from {template[index]!r} in "
-        f"source.command) starts with '-', so {PurePosixPath(template[0]).name} would read it as an "
-        "option; rename the file/path, or put '--' before it in source.command if the client accepts "
-        "'--' as end of options"
-    )
-
-
-def single_file_form(batch_command: Sequence[str]) -> list[str]:
-    """A batch template (``{src}`` repeated per file, ``{dest_dir}``) as seen by one file."""
-    return [("{dest}" if arg == "{dest_dir}" else arg) for arg in batch_command]
-
-
 def check_planned_sources(
     sources: Iterable[Source], transport: str = "auto", command: list[str] | None = None,
     origin: str = "source", batch_command: list[str] | None = None,
@@ -147,12 +94,6 @@ def check_planned_sources(
     ValueError
         For the first source that cannot be fetched as configured, naming it and the fix.
     """
-    # Imported here: the transports' modules are only needed once a run is being validated.
-    from hpc_workflows.fetch.command import build_argv
-    from hpc_workflows.fetch.errors import FetchError
-    from hpc_workflows.fetch.settings import FetchSettings
-    from hpc_workflows.fetch.transport import choose_transport, scheme_of
-
     settings = FetchSettings(transport=transport, command=list(command) if command else None)
     transport_of_scheme: dict[str, str] = {}
     for source in sources:

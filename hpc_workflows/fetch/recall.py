@@ -22,7 +22,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from hpc_workflows.fetch.command import CommandTransport, build_argv, run_client, stderr_tail
+from hpc_workflows.fetch.argv import build_argv, check_command_arguments, single_file_form
+from hpc_workflows.fetch.command import CommandTransport, run_client, stderr_tail
 from hpc_workflows.fetch.errors import FetchError, TransferFailed, redact_url
 from hpc_workflows.fetch.fetcher import (
     FetchResult,
@@ -33,7 +34,6 @@ from hpc_workflows.fetch.fetcher import (
     verified_existing,
 )
 from hpc_workflows.fetch.partfile import fsync_dir, fsync_file
-from hpc_workflows.fetch.preflight import check_command_arguments, single_file_form
 from hpc_workflows.fetch.retry import retry_delay
 from hpc_workflows.fetch.settings import FetchSettings
 from hpc_workflows.fetch.source import Source
