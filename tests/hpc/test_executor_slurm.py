@@ -156,8 +156,10 @@ def test_workers_retire_before_walltime_and_are_replaced(hpc_env: Path, monkeypa
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_interrupted_run_leaves_no_worker_job(hpc_env: Path, tmp_path: Path, sig):
     config = tmp_path / "run.yaml"
+    # DEBUG console: the cluster's name is in an engine event, which INFO (the default) hides.
     config.write_text(
-        json.dumps({"execution": {"config": {"cluster": {"slurm": batch_cluster(hpc_env)}, "scale": 2}}})
+        json.dumps({"execution": {"config": {"cluster": {"slurm": batch_cluster(hpc_env)}, "scale": 2}},
+                    "loggers": {"console": {"config": {"log_level": "DEBUG"}}}})
     )
     env = dict(os.environ, HPCWF_TEST_FAN="4", HPCWF_TEST_STEP_SECONDS="60")
     proc = subprocess.Popen(

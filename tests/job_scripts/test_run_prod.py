@@ -66,6 +66,16 @@ def _worker_job_name(tmp: Path) -> str:
     return names.pop()
 
 
+def _check_quiet(tmp: Path, out: str) -> None:
+    """The job log is INFO without warnings from dagster's CLI; worker logs have no tracebacks."""
+    for noise in (" - DEBUG - ", "SupersessionWarning", "Traceback", "CommClosedError", "StreamClosedError"):
+        assert noise not in out, f"{noise!r} in the job log:\n{out[-3000:]}"
+    for p in (tmp / "worker_logs").glob("[!.]*"):
+        text = read(p)
+        for noise in ("Traceback", "CommClosedError", "StreamClosedError", "distributed.sizeof"):
+            assert noise not in text, f"{noise!r} in worker log {p.name}:\n{text[-3000:]}"
+
+
 def _check_clean(job_id: str, tmp: Path, out: str) -> None:
     name = _worker_job_name(tmp)
     assert wait_until(lambda: not user_jobs(name), 60, "every worker job to be gone")
@@ -84,6 +94,17 @@ def _step_started(home: Path, step_prefix: str) -> bool:
         return any((r.step_key or "").startswith(step_prefix)
                    for run in instance.get_runs()
                    for r in instance.all_logs(run.run_id, of_type=DagsterEventType.STEP_START))
+
+
+def _engine_event_said(home: Path, text: str) -> bool:
+    """True when an engine event of a run in ``home`` says ``text``."""
+    import dagster as dg
+    from dagster._core.events import DagsterEventType
+
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        return any(text in r.user_message
+                   for run in instance.get_runs()
+                   for r in instance.all_logs(run.run_id, of_type=DagsterEventType.ENGINE_EVENT))
 
 
 # How each batch system is asked to run the production script.
@@ -112,6 +133,7 @@ def test_run_prod(batch_system, tmp_path, kind):
     assert (state, code) == ("COMPLETED", "0:0"), out[-4000:]
     assert "run succeeded" in out
     _check_outputs(tmp_path)
+    _check_quiet(tmp_path, out)
     _check_clean(job, tmp_path, out)
 
 
@@ -171,6 +193,7 @@ def test_cancelling_the_coordinator_cancels_every_worker_job(batch_system, tmp_p
     state, _ = wait_for_job_end(job, 120)
     assert state in ("CANCELLED", "FAILED", "GONE")
     assert wait_until(lambda: not user_jobs(run_name), 120, "the worker jobs to be cancelled")
-    assert "cancelling steps and worker jobs" in read(out_file)
+    # The executor's teardown ran: its engine event (DEBUG, so in the run history, not the log).
+    assert _engine_event_said(tmp_path / "dagster_home", "cancelling steps and worker jobs"), read(out_file)
     # the run's private key does not outlive it
     assert not list(logs.glob(".dask-jobqueue.worker.key*"))
