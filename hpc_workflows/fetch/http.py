@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import ssl
 import threading
 from pathlib import Path
@@ -34,6 +35,7 @@ _CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$")
 _UNSATISFIED_RANGE = re.compile(r"^\s*bytes\s+\*/(\d+)\s*$")
 # 408 Request Timeout, 425 Too Early, 429 Too Many Requests and server errors may pass.
 _RETRYABLE_STATUS = {408, 425, 429, 500, 502, 503, 504}
+_UNKNOWN_HOST = {getattr(socket, name) for name in ("EAI_NONAME", "EAI_NODATA") if hasattr(socket, name)}
 
 
 def _host_key(url: str) -> str:
@@ -94,6 +96,13 @@ def _network_failure(exc: httpx.HTTPError, url: str, settings: "FetchSettings") 
             retryable=False,
             field="url",
         )
+    if isinstance(exc, httpx.ConnectError) and isinstance(exc.__cause__, socket.gaierror) \
+            and exc.__cause__.errno in _UNKNOWN_HOST:
+        # "Name or service not known" is an answer, not an outage (that is EAI_AGAIN): retrying
+        # for minutes only delays the message.
+        return TransferFailed(
+            f"host {urlsplit(url).hostname!r} of {where} is not known to DNS ({exc.__cause__.strerror}); "
+            "check the host in the url", retryable=False, field="url")
     if isinstance(exc, httpx.ConnectError):
         return TransferFailed(f"cannot connect to {where}: {exc}; check the host and port in the url", retryable=True, field="url")
     if isinstance(exc, httpx.ReadTimeout):

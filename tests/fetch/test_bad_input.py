@@ -82,3 +82,12 @@ def test_settings_from_mapping_rejects_unknown_keys():
 def test_bad_key():
     with pytest.raises(ValueError, match=r"field: key"):
         Source(key="2020-02-14", url="https://h/a")
+
+
+def test_unknown_host_fails_at_once_without_retries(tmp_path):
+    """`.invalid` never resolves (RFC 2606): DNS answers "not known" at once, so no retries."""
+    settings = FetchSettings(retries=3, backoff_initial=5.0, host_lock_dir=None)
+    with pytest.raises(FetchError) as info:
+        fetch(Source(key="k", url="http://no-such-host.invalid/a.nc"), tmp_path, settings)
+    assert info.value.attempts == 1 and info.value.field == "url"
+    assert "'no-such-host.invalid'" in str(info.value) and "not known to DNS" in str(info.value)
