@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,29 +22,34 @@ pytestmark = pytest.mark.slow
 DAY = DAYS[0]
 
 
-@pytest.fixture(scope="module")
-def nimrod_run(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("nimrod_archive")
-    root = tmp / "moose"
-    radar.write_nimrod_day_archive(root / "adhoc" / "projects", DAY)
+def _run_day(tmp: Path):
+    """Run the job for DAY on the archive under ``tmp/moose`` (the fake moo), outputs in
+    ``tmp/out``; the fake's call count is in ``tmp/moo_state``."""
     cfg = copy.deepcopy(_config(tmp / "out"))
     cfg["window"].update(start=f"{DAY}", end=f"{DAY}")
     # iris names the NIMROD field from its title ("Rainfall rate Composite").
     cfg["regrid"]["variables"] = ["rainfall_rate_composite"]
     mp = pytest.MonkeyPatch()
     mp.setenv("PATH", f"{FAKES}{os.pathsep}{os.environ['PATH']}")
-    mp.setenv("FAKE_MOO_ROOT", str(root))
+    mp.setenv("FAKE_MOO_ROOT", str(tmp / "moose"))
     mp.setenv("FAKE_MOO_STATE", str(tmp / "moo_state"))
     from hpc_workflows.definitions import fetch_and_regrid_job
 
     try:
         with DagsterInstance.ephemeral() as instance:
-            result = fetch_and_regrid_job.execute_in_process(
+            return fetch_and_regrid_job.execute_in_process(
                 run_config={"ops": {"fetch_and_regrid": {"config": cfg}}}, instance=instance,
                 raise_on_error=False)
-            assert result.success, [e.message for e in result.all_events if e.is_failure]
     finally:
         mp.undo()
+
+
+@pytest.fixture(scope="module")
+def nimrod_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("nimrod_archive")
+    radar.write_nimrod_day_archive(tmp / "moose" / "adhoc" / "projects", DAY)
+    result = _run_day(tmp)
+    assert result.success, [e.message for e in result.all_events if e.is_failure]
     return tmp / "out"
 
 
@@ -79,22 +85,7 @@ def test_duplicate_member_fails_the_day_once_naming_it(tmp_path):
         info = tarfile.TarInfo(f"resent/metoffice-c-band-rainrate_composite_{when:%Y%m%d%H%M}_copy.dat.gz")
         info.size = len(blob)
         tar.addfile(info, io.BytesIO(blob))
-    cfg = copy.deepcopy(_config(tmp_path / "out"))
-    cfg["window"].update(start=f"{DAY}", end=f"{DAY}")
-    cfg["regrid"]["variables"] = ["rainfall_rate_composite"]
-    mp = pytest.MonkeyPatch()
-    mp.setenv("PATH", f"{FAKES}{os.pathsep}{os.environ['PATH']}")
-    mp.setenv("FAKE_MOO_ROOT", str(root))
-    mp.setenv("FAKE_MOO_STATE", str(tmp_path / "moo_state"))
-    from hpc_workflows.definitions import fetch_and_regrid_job
-
-    try:
-        with DagsterInstance.ephemeral() as instance:
-            result = fetch_and_regrid_job.execute_in_process(
-                run_config={"ops": {"fetch_and_regrid": {"config": cfg}}}, instance=instance,
-                raise_on_error=False)
-    finally:
-        mp.undo()
+    result = _run_day(tmp_path)
     assert not result.success
     text = "\n".join(ev.step_failure_data.user_failure_data.description
                      for ev in result.get_step_failure_events())
