@@ -182,6 +182,12 @@ class SourceConfig(Config):
         default=2,
         description="Archive-client commands running at once on a node, across steps and runs.",
     )
+    slot_dir: Optional[str] = Field(
+        default=None,
+        description="Folder of the lock files behind max_connections_per_host and "
+        "max_archive_commands (default: node-local, per user); a folder on a shared filesystem "
+        "with working flock extends both caps across nodes.",
+    )
     unpack_max_ratio: float = Field(
         default=200.0,
         description="Unpacking one archive may write at most this many bytes per archive byte "

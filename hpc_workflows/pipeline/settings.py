@@ -44,6 +44,7 @@ def fetch_settings(cfg: WorkflowConfig) -> FetchSettings:
         command_timeout=src.command_timeout,
         batch_command=list(src.batch_command) if src.batch_command else None,
         max_archive_commands=src.max_archive_commands,
+        host_lock_dir=str(Path(os.path.expanduser(src.slot_dir)).resolve()) if src.slot_dir else "auto",
     )
 
 

@@ -193,3 +193,20 @@ def test_batch_settings_are_checked_with_the_config(tmp_path):
     with pytest.raises(ConfigValidationError, match="max_archive_commands=0 must be 1 or more"):
         validate_workflow_config(cfg("moose:/r/{dt:%Y%m%d}.tar", BATCH, max_archive_commands=0))
     validate_workflow_config(cfg("moose:/r/{dt:%Y%m%d}.tar", BATCH))
+
+
+def test_slot_folder_comes_from_the_config(tmp_path):
+    """A shared folder for the slot files is what extends the caps across nodes."""
+    from hpc_workflows.config import validate_workflow_config
+    from hpc_workflows.pipeline.settings import fetch_settings
+
+    raw = {"window": {"start": "2020-02-14", "end": "2020-02-14"},
+           "source": {"template": "moose:/r/{dt:%Y%m%d}.tar", "transport": "command",
+                      "command": ["moo", "get", "-f", "{src}", "{dest}"], "batch_command": BATCH,
+                      "max_archive_commands": 3, "slot_dir": str(tmp_path / "shared" / "slots")},
+           "regrid": {"target": {"name": "global_10deg"}}, "output": {"directory": str(tmp_path / "o")}}
+    settings = fetch_settings(validate_workflow_config(raw))
+    assert settings.host_lock_dir == str(tmp_path / "shared" / "slots")
+    assert settings.max_archive_commands == 3 and settings.batch_command == BATCH
+    del raw["source"]["slot_dir"]
+    assert fetch_settings(validate_workflow_config(raw)).host_lock_dir == "auto"
