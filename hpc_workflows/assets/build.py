@@ -50,6 +50,7 @@ from dagster import (
 from hpc_workflows.assets.reconcile import raw_key, reconcile, regridded_key
 from hpc_workflows.batching import BatchJob, FileResult, Ledger, plan_work, run_batch
 from hpc_workflows.datasets import PERIODS, DatasetSpec, batch_job_for, sources_for
+from hpc_workflows.hpc.executor import STEP_EXECUTION_TAG
 from hpc_workflows.datasets.inspect import check_output, output_figures, preview_png
 from hpc_workflows.fetch import Source
 
@@ -158,7 +159,9 @@ def _regridded_asset(spec: DatasetSpec, parts: TimeWindowPartitionsDefinition):
         check_specs=check_specs,
         partitions_def=parts,
         backfill_policy=BackfillPolicy.single_run(),
-        op_tags={"kind": "dataset"},
+        # The dataset's execution: is the cluster its backfills, schedules and sensors run on.
+        op_tags={"kind": "dataset", **({STEP_EXECUTION_TAG: json.dumps(spec.execution_config)}
+                                       if spec.execution_config else {})},
     )
     def regridded(context: AssetExecutionContext):
         keys = list(context.partition_keys)

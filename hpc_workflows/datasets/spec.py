@@ -136,6 +136,11 @@ class DatasetSpec:
     execution: dict[str, Any]
     arrival: Arrival = Arrival()
 
+    @property
+    def execution_config(self) -> dict[str, Any]:
+        """The executor config (``execution: {config: ...}`` as in a run config) for its runs."""
+        return dict(self.execution.get("config", self.execution) or {})
+
 
 def load_dataset(path: str | Path) -> DatasetSpec:
     """Load and validate one dataset file.
@@ -163,6 +168,13 @@ def load_dataset(path: str | Path) -> DatasetSpec:
         raise DatasetError(f"{path}: name {name!r} must start with a letter and hold only letters, digits "
                            "and _ (it becomes the Dagster asset key prefix): rename the file or set name:")
     execution = doc.pop("execution", None) or {}
+    if execution:
+        from hpc_workflows.hpc.settings import validate_executor_settings
+
+        try:
+            validate_executor_settings(dict(execution.get("config", execution) or {}))
+        except ValueError as exc:
+            raise DatasetError(f"Invalid dataset {path}:\n  {exc}") from None
     try:
         arrival = Arrival(**(doc.pop("arrival", None) or {}))
     except ValidationError as exc:

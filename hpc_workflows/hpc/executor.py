@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import json
 import queue
 import sys
@@ -103,6 +104,34 @@ class ExecutorConfigError(click.ClickException):
     """
 
 
+#: Op tag holding an executor config (JSON) for runs whose own config names no cluster: a
+#: dataset's ``execution:`` reaches its backfills this way, since runs launched from the asset
+#: graph (backfills, schedules, sensors) carry no run config of their own.
+STEP_EXECUTION_TAG = "hpc_workflows/execution"
+
+
+def settings_from_step_tags(execution_plan: ExecutionPlan) -> ExecutorSettings | None:
+    """The executor settings the plan's steps ask for through STEP_EXECUTION_TAG, if any.
+
+    Raises
+    ------
+    ExecutorConfigError
+        When steps of one run ask for different clusters, or the tag is not a valid config.
+    """
+    wanted = {step.tags[STEP_EXECUTION_TAG] for step in execution_plan.get_all_steps_in_topo_order()
+              if STEP_EXECUTION_TAG in step.tags}
+    if not wanted:
+        return None
+    if len(wanted) > 1:
+        raise ExecutorConfigError(
+            "the steps of this run name different clusters in their datasets' execution: sections; "
+            "launch them in separate runs, or give the run an execution: config")
+    try:
+        return validate_executor_settings(json.loads(wanted.pop()))
+    except ValueError as exc:
+        raise ExecutorConfigError(str(exc)) from None
+
+
 class NoWorkerError(RuntimeError):
     """No Dask worker connected, or none can: the run cannot make progress."""
 
@@ -127,9 +156,11 @@ class _LazyCluster:
 class HpcDaskExecutor(Executor):
     """Steps on Dask workers, with scaling, retries, skips, isolation, TLS and clean teardown."""
 
-    def __init__(self, settings: ExecutorSettings, retries: RetryMode):
+    def __init__(self, settings: ExecutorSettings, retries: RetryMode, explicit: bool = True):
         self.settings = settings
         self._retries = retries
+        # False when the run config named no cluster: then the steps may say (STEP_EXECUTION_TAG).
+        self._explicit = explicit
 
     @property
     def retries(self) -> RetryMode:
@@ -143,6 +174,8 @@ class HpcDaskExecutor(Executor):
                 "the HPC executor needs a persistent Dagster instance shared with the workers: "
                 "set DAGSTER_HOME to a folder on a filesystem all nodes see (docs/production.md)"
             )
+        if not self._explicit:
+            self.settings = settings_from_step_tags(execution_plan) or self.settings
         for warning in self.settings.warnings():  # valid, but probably not what was meant
             plan_context.log.warning(warning)
         cluster = _LazyCluster(self.settings, f"dagster-{plan_context.run_id[:8]}")
@@ -218,16 +251,21 @@ class HpcDaskExecutor(Executor):
                             active.verify_complete(plan_context, step.key)
                             continue
                         attempts[step.key] = attempts.get(step.key, 0) + 1
+                        # Arguments bound in a partial: dask parses submit's own arguments for
+                        # nested tasks and iterates tuples, which Dagster's @record types (e.g.
+                        # the repository load data of asset jobs) refuse.
                         future = rc.client.submit(
-                            run_step,
-                            recon_job,
-                            plan_context.dagster_run,
-                            plan_context.run_config,
-                            step.key,
-                            instance_ref,
-                            self.retries,
-                            active.get_known_state(),
-                            execution_plan.repository_load_data,
+                            functools.partial(
+                                run_step,
+                                recon_job,
+                                plan_context.dagster_run,
+                                plan_context.run_config,
+                                step.key,
+                                instance_ref,
+                                self.retries,
+                                active.get_known_state(),
+                                execution_plan.repository_load_data,
+                            ),
                             # Run-unique: the same job running twice on one scheduler must not
                             # share results (dagster-dask uses "job.step": dagster issue 21418).
                             key=f"{step.key}-{run_id}-{attempts[step.key]}",
@@ -373,8 +411,9 @@ def hpc_dask_executor(init_context) -> HpcDaskExecutor:
     cluster. See :mod:`hpc_workflows.hpc.executor` and docs/production.md for the config."""
     config = dict(init_context.executor_config)
     retries = RetryMode.from_config(config.pop("retries"))
+    explicit = bool(config)
     try:
         settings = validate_executor_settings(config)
     except ValueError as exc:
         raise ExecutorConfigError(str(exc)) from None
-    return HpcDaskExecutor(settings, retries)
+    return HpcDaskExecutor(settings, retries, explicit=explicit)
