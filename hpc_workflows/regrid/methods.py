@@ -15,6 +15,13 @@ METHODS = ("conservative", "bilinear", "nearest", "aggregate")
 
 
 def _build_conservative(source: SourceGrid, target: TargetGrid) -> Weights:
+    if source.kind != "latlon":
+        # Cells given by corners: exact spherical polygon overlaps (as CDO remapcon).
+        from hpc_workflows.regrid.spherical import overlap_matrix
+
+        m = overlap_matrix(source.lat_bnds, source.lon_bnds, target.lat_bnds,
+                           target.lon_bnds, target.lon)
+        return Weights("conservative", "", source.shape, target.shape, matrix=m)
     from hpc_workflows.regrid.conservative import lat_overlap_factor, lon_overlap_factor
 
     a = lat_overlap_factor(target.lat_bnds, source.lat_bnds)
@@ -55,10 +62,11 @@ def build_weights(source: SourceGrid, target: TargetGrid, method: str,
     if method not in WEIGHT_BUILDERS:
         raise RegridError(f"unknown regridding method {method!r} for weights; valid: "
                           f"{list(WEIGHT_BUILDERS)}")
-    if method == "conservative" and source.kind != "latlon":
+    if method == "conservative" and source.kind != "latlon" and source.lat_bnds is None:
         raise RegridError(
-            f"method 'conservative' needs a 1-D latitude/longitude source grid, this one is "
-            f"{source.kind}; use 'bilinear', 'nearest' or 'aggregate' for it")
+            f"method 'conservative' from a {source.kind} grid needs its cell corners (a "
+            "'bounds' attribute on the 2-D latitude/longitude naming (y, x, 4) corners); "
+            "add them, or use 'bilinear', 'nearest' or 'aggregate'")
     return load_or_build_weights(source, target, method, WEIGHT_BUILDERS[method],
                                  Path(weights_dir) if weights_dir is not None else None)
 

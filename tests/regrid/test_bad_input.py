@@ -82,9 +82,13 @@ def test_unknown_variable_and_bad_fraction(on_disk: Path) -> None:
             regrid(ds, "global_1deg", min_valid_fraction=1.5)
 
 
-def test_conservative_needs_latlon_source(sample_data) -> None:
-    ds = xr.open_dataset(sample_data / "rotated_pole.nc")
-    with pytest.raises(ValueError, match="conservative.*projected.*bilinear"):
+def test_conservative_needs_cell_corners(sample_data) -> None:
+    """A curvilinear grid without corners cannot be regridded conservatively: the message
+    says what to add and which methods work without."""
+    ds = xr.open_dataset(sample_data / "orca2_votemper.nc")
+    for name in ("nav_lat", "nav_lon"):
+        ds[name].attrs.pop("bounds", None)
+    with pytest.raises(ValueError, match="conservative.*curvilinear.*corners.*bilinear"):
         regrid(ds, "global_1deg", "conservative")
 
 
