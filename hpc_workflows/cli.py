@@ -3,6 +3,8 @@
 ``hpc-workflows init-home [DIR]``  create a persistent DAGSTER_HOME with telemetry off
 ``hpc-workflows report DIR``       print what a run wrote and a sanity figure per output
 ``hpc-workflows check-config FILE`` validate a run config YAML without running anything
+``hpc-workflows datasets ...``     check dataset files, show which dates exist, sync Dagster with the disk
+``hpc-workflows postgres ...``     a private PostgreSQL server for the Dagster instance
 ``hpc-workflows ui``               the web UI for its owner only (Unix socket, secret token)
 """
 
@@ -68,11 +70,23 @@ def main(argv: list[str] | None = None) -> int:
     check = sub.add_parser("check-config", help="validate a run config YAML")
     check.add_argument("file", type=Path)
     sub.add_parser("ui", add_help=False, help="the web UI for you only (hpc-workflows ui --help)")
+    sub.add_parser("datasets", add_help=False,
+                   help="check dataset files, show complete/missing dates, sync Dagster with the disk")
+    sub.add_parser("postgres", add_help=False,
+                   help="a private PostgreSQL for the Dagster instance (start|status|stop)")
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["ui"]:  # it parses its own options
         from hpc_workflows.ui.serve import main as ui_main
 
         return ui_main(argv[1:])
+    if argv[:1] == ["datasets"]:
+        from hpc_workflows.datasets.cli import main as datasets_main
+
+        return datasets_main(argv[1:])
+    if argv[:1] == ["postgres"]:
+        from hpc_workflows.pgserver import main as postgres_main
+
+        return postgres_main(argv[1:])
     args = parser.parse_args(argv)
     if args.command == "init-home":
         from hpc_workflows.instance import ensure_dagster_home

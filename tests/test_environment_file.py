@@ -56,7 +56,7 @@ def test_environment_yml_matches_pyproject() -> None:
 def test_dagster_family_pinned_together() -> None:
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     pins = dict(_split(s) for s in project["dependencies"])
-    versions = {pins[n] for n in ("dagster", "dagster-webserver", "dagit", "dagster-graphql")}
+    versions = {pins[n] for n in ("dagster", "dagster-webserver", "dagit", "dagster-graphql", "dagster-dg-cli")}
     assert len(versions) == 1 and next(iter(versions)).startswith("==1.13."), pins
     _, minor, patch = next(iter(versions))[2:].split(".")
     # Integration libraries are released in lock-step: dagster 1.X.Y <-> dagster-dask 0.(X+16).Y
