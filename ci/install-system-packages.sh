@@ -12,6 +12,9 @@ PACKAGES=(
     slurm-wlm
     slurm-client
     slurm-wlm-torque
+    # the testbed's accounting (sacct, associations): slurmdbd on a user-space MariaDB
+    slurmdbd
+    mariadb-server
     # the testbed's extra nodes: network namespaces, veth and a bridge (ip), nsenter (util-linux)
     iproute2
     # headless browser for the UI screenshot test (tests/hpc)

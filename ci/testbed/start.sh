@@ -37,7 +37,8 @@ die() { echo "testbed: ERROR: $*" >&2; exit 1; }
 [ "$(id -u)" -eq 0 ] || die "must run as root (it starts munged, slurmctld and slurmd)"
 
 # 1. Packages (the project's list; only installs what is missing).
-if ! command -v slurmctld >/dev/null || ! command -v qsub >/dev/null || ! command -v munged >/dev/null; then
+if ! command -v slurmctld >/dev/null || ! command -v qsub >/dev/null || ! command -v munged >/dev/null \
+        || ! command -v slurmdbd >/dev/null || ! command -v mariadbd >/dev/null; then
     bash "$HERE/../install-system-packages.sh"
 fi
 
@@ -113,8 +114,13 @@ MpiDefault=none
 MailProg=/bin/true
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
-JobAcctGatherType=jobacct_gather/none
-AccountingStorageType=accounting_storage/none
+# Accounting (sacct, MaxRSS, CPU efficiency) through slurmdbd + MariaDB, started below;
+# enforcing associations makes an unknown --account a refusal at submission, as on real sites.
+JobAcctGatherType=jobacct_gather/linux
+JobAcctGatherFrequency=task=5
+AccountingStorageType=accounting_storage/slurmdbd
+AccountingStorageHost=localhost
+AccountingStorageEnforce=associations
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 # Without a default, a job without --mem takes the whole node and blocks every other job.
@@ -156,7 +162,7 @@ fi
 
 if [ "$conf_changed" -eq 1 ]; then
     # Only restart daemons we started; a foreign slurmctld/slurmd would be the admin's business.
-    for d in $(awk '$1 ~ /^slurmd/ {print $1}' "$STATE_DIR/started") slurmctld; do
+    for d in $(awk '$1 ~ /^slurmd(-|$)/ {print $1}' "$STATE_DIR/started") slurmctld; do
         pid="$(awk -v n="$d" '$1==n {print $2}' "$STATE_DIR/started")"
         if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
             log "config changed: restarting $d (pid $pid)"
@@ -176,6 +182,83 @@ if ! pgrep -x munged >/dev/null; then
     record munged "$(cat /run/munge/munged.pid)"
     log "started munged (pid $(cat /run/munge/munged.pid))"
 fi
+
+# 3b. MariaDB for slurmdbd: our own data directory, unix socket only (no TCP port another user
+#     could reach), root authenticated by unix_socket, so no password is stored anywhere.
+#     Debian's packaged instance is not used: policy-rc.d blocks its start and its data dir
+#     is the admin's.
+DB_DIR="$SPOOL_DIR/mariadb"
+DB_SOCK=/run/mysqld/mysqld.sock  # libmariadb's default: slurmdbd's StorageHost=localhost finds it
+DB_PID=/run/mysqld/hpcw-mariadbd.pid
+db_up() { mariadb --socket="$DB_SOCK" -N -e 'SELECT 1' >/dev/null 2>&1; }
+if ! db_up; then
+    mkdir -p /run/mysqld "$DB_DIR"
+    chown mysql:mysql /run/mysqld "$DB_DIR"
+    chmod 0700 "$DB_DIR"
+    if [ ! -d "$DB_DIR/mysql" ]; then
+        mariadb-install-db --no-defaults --user=mysql --datadir="$DB_DIR" --skip-test-db \
+            --auth-root-authentication-method=socket >"$LOG_DIR/mariadb-install.log" 2>&1 \
+            || die "mariadb-install-db failed; see $LOG_DIR/mariadb-install.log"
+    fi
+    # innodb_lock_wait_timeout as slurmdbd's docs ask; a small buffer pool: a 2-core test box.
+    setsid /usr/sbin/mariadbd --no-defaults --user=mysql --datadir="$DB_DIR" --socket="$DB_SOCK" \
+        --pid-file="$DB_PID" --skip-networking --log-error="$LOG_DIR/mariadb.log" \
+        --innodb-buffer-pool-size=64M --innodb-lock-wait-timeout=900 \
+        </dev/null >/dev/null 2>&1 9>&- &
+    wait_for mariadb 60 db_up || die "mariadb did not start; see $LOG_DIR/mariadb.log"
+    record mariadbd "$(cat "$DB_PID")"
+    log "started mariadbd (pid $(cat "$DB_PID"))"
+fi
+
+# 3c. slurmdbd (root, like SlurmUser; its config holds no password: unix_socket auth).
+SLURMDBD_CONF=/etc/slurm/slurmdbd.conf
+NEW_DBD_CONF="$(cat <<EOF
+# Written by hpc_workflows ci/testbed/start.sh.
+AuthType=auth/munge
+DbdHost=localhost
+DbdAddr=127.0.0.1
+SlurmUser=root
+PidFile=${STATE_DIR}/slurmdbd.pid
+LogFile=${LOG_DIR}/slurmdbd.log
+StorageType=accounting_storage/mysql
+StorageHost=localhost
+StorageUser=root
+StorageLoc=hpcwf_slurm_acct_db
+EOF
+)"
+dbd_conf_changed=0
+if [ ! -f "$SLURMDBD_CONF" ] || [ "$(cat "$SLURMDBD_CONF")" != "$NEW_DBD_CONF" ]; then
+    (umask 077; printf '%s\n' "$NEW_DBD_CONF" > "$SLURMDBD_CONF.tmp")
+    mv "$SLURMDBD_CONF.tmp" "$SLURMDBD_CONF"  # slurmdbd refuses a config others can read
+    dbd_conf_changed=1
+fi
+if [ "$dbd_conf_changed" -eq 1 ] && is_running "$STATE_DIR/slurmdbd.pid"; then
+    pid="$(cat "$STATE_DIR/slurmdbd.pid")"
+    kill "$pid"; wait_for "slurmdbd exit" 20 bash -c "! kill -0 $pid" || kill -9 "$pid" 2>/dev/null || true
+fi
+if ! is_running "$STATE_DIR/slurmdbd.pid" && ! pgrep -x slurmdbd >/dev/null; then
+    /usr/sbin/slurmdbd 9>&-
+    wait_for slurmdbd 30 is_running "$STATE_DIR/slurmdbd.pid" || die "slurmdbd did not start; see $LOG_DIR/slurmdbd.log"
+    record slurmdbd "$(cat "$STATE_DIR/slurmdbd.pid")"
+    log "started slurmdbd (pid $(cat "$STATE_DIR/slurmdbd.pid"))"
+fi
+# The cluster, an account, and associations for root and the security tests' second user
+# (tests/second_user.py): with AccountingStorageEnforce=associations nobody else may submit.
+wait_for "slurmdbd answers" 30 sacctmgr -n show cluster || die "slurmdbd does not answer; see $LOG_DIR/slurmdbd.log"
+ACCT_CLUSTER=hpcwf-testbed
+ACCT_ACCOUNT=hpcw
+ACCT_USERS="root ${HPCW_OTHER_USER:-hpcw-other}"
+sacctmgr -n -P show cluster format=cluster | grep -qx "$ACCT_CLUSTER" \
+    || sacctmgr -i add cluster "$ACCT_CLUSTER" >/dev/null
+sacctmgr -n -P show account format=account | grep -qx "$ACCT_ACCOUNT" \
+    || sacctmgr -i add account "$ACCT_ACCOUNT" Cluster="$ACCT_CLUSTER" \
+        Description="hpc_workflows testbed" Organization=hpcw >/dev/null
+for u in $ACCT_USERS; do
+    sacctmgr -n -P show assoc cluster="$ACCT_CLUSTER" account="$ACCT_ACCOUNT" user="$u" format=user \
+        | grep -qx "$u" \
+        || sacctmgr -i add user "$u" Account="$ACCT_ACCOUNT" DefaultAccount="$ACCT_ACCOUNT" \
+            Cluster="$ACCT_CLUSTER" >/dev/null
+done
 
 # 4. slurmctld then slurmd (daemonise themselves and write their pid files).
 if ! is_running "$STATE_DIR/slurmctld.pid" && ! pgrep -x slurmctld >/dev/null; then

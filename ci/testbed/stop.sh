@@ -37,8 +37,8 @@ stop_pid() {  # name pid
     log "stopped $name (pid $pid)"
 }
 
-# Reverse start order: the slurmd of every node, slurmctld, munged.
-for name in $(awk '$1 ~ /^slurmd/ {print $1}' "$STARTED") slurmctld munged; do
+# Reverse start order: the slurmd of every node, slurmctld, slurmdbd, mariadbd, munged.
+for name in $(awk '$1 ~ /^slurmd(-|$)/ {print $1}' "$STARTED") slurmctld slurmdbd mariadbd munged; do
     pid="$(awk -v n="$name" '$1==n {print $2}' "$STARTED")"
     [ -n "$pid" ] && stop_pid "$name" "$pid"
 done
