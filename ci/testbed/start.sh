@@ -118,6 +118,9 @@ TaskPlugin=task/none
 # enforcing associations makes an unknown --account a refusal at submission, as on real sites.
 JobAcctGatherType=jobacct_gather/linux
 JobAcctGatherFrequency=task=5
+# Kill a step over its --mem (TaskPlugin=task/none: no cgroup does it here), as sites' cgroups do:
+# sacct then says OUT_OF_MEMORY, which tests of the failure classes need.
+JobAcctGatherParams=OverMemoryKill
 AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=localhost
 AccountingStorageEnforce=associations
