@@ -242,13 +242,19 @@ def _relative_lon(pts: np.ndarray, k: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return np.mod(lon - ref + 180.0, 360.0) - 180.0, ref[:, 0], use
 
 
-def _contains_pole(pts: np.ndarray, k: np.ndarray) -> np.ndarray:
-    """Polygons winding around a pole: the longitude steps between neighbours add to 360."""
-    rel, _, use = _relative_lon(pts, k)
+def _winds_around_pole(rel: np.ndarray, use: np.ndarray) -> np.ndarray:
+    """Quadrilaterals (corners' relative longitudes) whose longitude steps add to +-360."""
     rel = np.where(use, rel, np.nan)
-    nxt = _take(rel, _next(k, pts.shape[1]))
-    steps = np.mod(nxt - rel + 180.0, 360.0) - 180.0
+    steps = np.mod(np.roll(rel, -1, axis=1) - rel + 180.0, 360.0) - 180.0
     return np.abs(np.nansum(steps, axis=1)) > 180.0
+
+
+def _lon_range(rel: np.ndarray, ref: np.ndarray, use: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """West/east (unwrapped degrees). Longitude is monotonic along a great-circle arc that
+    passes no pole, so the corners bound it."""
+    return (ref + np.where(use, rel, np.inf).min(axis=1),
+            ref + np.where(use, rel, -np.inf).max(axis=1))
 
 
 def _quarters(pts: np.ndarray, k: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -263,20 +269,6 @@ def _quarters(pts: np.ndarray, k: np.ndarray) -> list[tuple[np.ndarray, np.ndarr
         q, qk, _, _ = _clip(q, qk, f, "plane", ny)
         pieces.append((q, qk))
     return pieces
-
-
-def _bounding_boxes(pts: np.ndarray, k: np.ndarray
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """South/north (degrees) and west/east (unwrapped degrees) of each polygon."""
-    width = pts.shape[1]
-    valid = np.arange(width)[None, :] < k[:, None]
-    lat = np.degrees(np.arcsin(np.clip(pts[..., 2], -1.0, 1.0)))
-    south = np.where(valid, lat, np.inf).min(axis=1)
-    north = np.where(valid, lat, -np.inf).max(axis=1)
-    rel, ref, use = _relative_lon(pts, k)
-    west = ref + np.where(use, rel, np.inf).min(axis=1)
-    east = ref + np.where(use, rel, -np.inf).max(axis=1)
-    return south, north, west, east
 
 
 def overlap_matrix(lat_corners: np.ndarray, lon_corners: np.ndarray,
@@ -299,9 +291,14 @@ def overlap_matrix(lat_corners: np.ndarray, lon_corners: np.ndarray,
     corners = unit_vectors(lat_corners, lon_corners).reshape(-1, 4, 3)
     n_src = corners.shape[0]
     ok = np.all(np.isfinite(corners), axis=(1, 2))
-    pts, k = _split_edges(np.where(ok[:, None, None], corners, 0.0))
+    corners = np.where(ok[:, None, None], corners, 0.0)
+    pts, k = _split_edges(corners)
     owner = np.arange(n_src)
-    polar = ok & _contains_pole(pts, k)
+    rel, ref, use = _relative_lon(corners, np.full(n_src, 4))
+    polar = ok & _winds_around_pole(rel, use)
+    west, east = _lon_range(rel, ref, use)
+    # Adding points on its edges leaves a polygon's area as it was: the quadrilateral's.
+    src_area = polygon_area(corners, np.full(n_src, 4), np.zeros((n_src, 4), dtype=bool))
     if polar.any():
         # Cells around a pole (ORCA has two) are cut into quarters that have the pole as a
         # corner; the pieces' overlaps add up in the matrix.
@@ -313,7 +310,14 @@ def overlap_matrix(lat_corners: np.ndarray, lon_corners: np.ndarray,
         k = np.concatenate([qk for _, qk, _ in parts])
         owner = np.concatenate([o for _, _, o in parts])
         ok = ok[owner] & (k >= 3)
-    south, north, west, east = _bounding_boxes(pts, k)
+        piece_rel, piece_ref, piece_use = _relative_lon(pts, k)
+        west, east = _lon_range(piece_rel, piece_ref, piece_use)
+        src_area = np.where(polar[owner], polygon_area(pts, k, np.zeros(pts.shape[:2], bool)),
+                            src_area[owner])
+    valid = np.arange(pts.shape[1])[None, :] < k[:, None]
+    z = pts[..., 2]
+    south = np.degrees(np.arcsin(np.clip(np.where(valid, z, 1.0).min(axis=1), -1.0, 1.0)))
+    north = np.degrees(np.arcsin(np.clip(np.where(valid, z, -1.0).max(axis=1), -1.0, 1.0)))
 
     tb = np.sort(np.asarray(target_lat_bnds, dtype=np.float64), axis=1)
     tw, te = lon_bounds_increasing(target_lon_bnds, target_lon)
@@ -353,8 +357,7 @@ def overlap_matrix(lat_corners: np.ndarray, lon_corners: np.ndarray,
     zs, zn = np.sin(np.radians(tb[:, 0])), np.sin(np.radians(tb[:, 1]))
     target_area = (zn - zs)[:, None] * np.radians(te - tw)[None, :]
     # Pairs whose source polygon no clip touches (inside the target cell) overlap by the
-    # whole polygon: its area is computed once.
-    src_area = polygon_area(pts, k, np.zeros(pts.shape[:2], dtype=bool))
+    # whole polygon, whose area was computed once.
     vals = np.empty(src.size)
     for b0 in range(0, src.size, _BLOCK):
         sl = slice(b0, b0 + _BLOCK)
