@@ -3,8 +3,9 @@
 Methods
 -------
 ``conservative``
-    First-order conservative with exact spherical areas, lat/lon source to lat/lon target,
-    separable weights (see :mod:`hpc_workflows.regrid.conservative`).
+    First-order conservative with exact spherical areas: from lat/lon sources by separable
+    weights (see :mod:`hpc_workflows.regrid.conservative`), from curvilinear and projected
+    sources by exact polygon overlaps (see :mod:`hpc_workflows.regrid.spherical`).
 ``bilinear``
     From any source grid (see :mod:`hpc_workflows.regrid.bilinear`).
 ``nearest``
