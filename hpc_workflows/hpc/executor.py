@@ -54,7 +54,8 @@ from dagster._core.execution.retries import RetryMode, get_retries_config
 from dagster._core.executor.base import Executor
 from dagster._utils.error import serializable_error_info_from_exc_info
 
-from .clusters import RunCluster, missing_resources, open_cluster
+from .clusters import RunCluster, missing_resources
+from .pools import RunPools, pool_of, unknown_pools, unknown_pools_message
 from .refusal import refusal_message
 from .settings import ExecutorSettings, validate_executor_settings
 from .worker_loss import WorkerLossReporter
@@ -136,23 +137,6 @@ class NoWorkerError(RuntimeError):
     """No Dask worker connected, or none can: the run cannot make progress."""
 
 
-class _LazyCluster:
-    """The run's cluster, opened on first use (see ``HpcDaskExecutor._orchestrate``)."""
-
-    def __init__(self, settings: ExecutorSettings, name: str):
-        self.settings, self.name = settings, name
-        self.rc: RunCluster | None = None
-
-    def open(self) -> RunCluster:
-        if self.rc is None:
-            self.rc = open_cluster(self.settings, self.name)
-        return self.rc
-
-    def close(self) -> None:
-        if self.rc is not None:
-            self.rc.close()
-
-
 class HpcDaskExecutor(Executor):
     """Steps on Dask workers, with scaling, retries, skips, isolation, TLS and clean teardown."""
 
@@ -178,7 +162,10 @@ class HpcDaskExecutor(Executor):
             self.settings = settings_from_step_tags(execution_plan) or self.settings
         for warning in self.settings.warnings():  # valid, but probably not what was meant
             plan_context.log.warning(warning)
-        cluster = _LazyCluster(self.settings, f"dagster-{plan_context.run_id[:8]}")
+        unknown = unknown_pools(self.settings, execution_plan.get_all_steps_in_topo_order())
+        if unknown:  # before any batch job is queued
+            raise ExecutorConfigError(unknown_pools_message(self.settings, unknown))
+        cluster = RunPools(self.settings, f"dagster-{plan_context.run_id[:8]}")
         try:
             yield from self._orchestrate(plan_context, execution_plan, cluster)
         finally:
@@ -186,22 +173,22 @@ class HpcDaskExecutor(Executor):
 
     def _orchestrate(
         self, plan_context: PlanOrchestrationContext, execution_plan: ExecutionPlan,
-        cluster: _LazyCluster,
+        cluster: RunPools,
     ) -> Iterator[DagsterEvent]:
         run_id = plan_context.run_id
         recon_job = plan_context.reconstructable_job
         instance_ref = plan_context.instance.get_ref()
         attempts: dict[str, int] = {}
         running: dict[distributed.Future, str] = {}
-        waiting_since: float | None = None
+        pool_of_future: dict[distributed.Future, str | None] = {}  # worker pool of each step
+        waiting_since: dict[str | None, float | None] = {}  # per pool, see _check_workers
         next_worker_check = 0.0
         finished: queue.Queue[distributed.Future] = queue.Queue()  # filled by done-callbacks
         # Dask reruns a step whose worker is lost without a word: this says which job and why.
-        losses: WorkerLossReporter | None = None
-        # Steps of ops tagged COORDINATOR_TAG run here, in threads; the cluster (and its
-        # batch jobs) is opened only when a step that needs a worker is ready, so a run whose
-        # plan finds nothing to do never queues a worker job.
-        rc: RunCluster | None = None
+        losses: dict[str | None, WorkerLossReporter] = {}
+        # Steps of ops tagged COORDINATOR_TAG run here, in threads; a cluster (and its batch
+        # jobs) is opened only when a step that needs one of its workers is ready, so a run
+        # whose plan finds nothing to do never queues a worker job (pools: .pools).
         local: dict[concurrent.futures.Future, str] = {}
         coordinator = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="hpcw-coordinator")
 
@@ -229,15 +216,19 @@ class HpcDaskExecutor(Executor):
                             local[local_future] = step.key
                             local_future.add_done_callback(finished.put)
                             continue
+                        pool = pool_of(step.tags)
+                        rc = cluster.get(pool)
                         if rc is None:
+                            pool_settings = cluster.settings_of(pool)
                             yield DagsterEvent.engine_event(
                                 plan_context,
-                                f"Starting {self.settings.cluster.kind} Dask cluster {cluster.name} "
-                                f"(workers min/max {self.settings.workers_wanted()})",
+                                f"Starting {pool_settings.cluster.kind} Dask cluster "
+                                f"{cluster.name_of(pool)} (workers min/max "
+                                f"{pool_settings.workers_wanted()})",
                                 EngineEventData(),
                             )
-                            rc = cluster.open()
-                            losses = WorkerLossReporter(rc.kind, rc.cluster, rc.ledger)
+                            rc = cluster.open(pool)
+                            losses[pool] = WorkerLossReporter(rc.kind, rc.cluster, rc.ledger)
                         try:
                             wanted = {**rc.step_resources, **dask_resource_requirements(step.tags)}
                             lacking = missing_resources(wanted, rc.worker_resources)
@@ -273,10 +264,12 @@ class HpcDaskExecutor(Executor):
                             pure=False,
                         )
                         running[future] = step.key
+                        pool_of_future[future] = pool
                         future.add_done_callback(finished.put)
                     yield from active.concurrency_event_iterator(plan_context)
-                    for step_key, message in (losses.poll(running) if losses else ()):
-                        plan_context.for_step(active.get_step_by_key(step_key)).log.warning(message)
+                    for reporter in losses.values():
+                        for step_key, message in reporter.poll(running):
+                            plan_context.for_step(active.get_step_by_key(step_key)).log.warning(message)
 
                     if running or local:
                         done = _drain(finished, timeout=_POLL)
@@ -284,12 +277,17 @@ class HpcDaskExecutor(Executor):
                             step_key = running.pop(future, None) or local.pop(future, None)
                             if step_key is None:
                                 continue
+                            if future in pool_of_future:  # that pool has a worker
+                                waiting_since[pool_of_future.pop(future)] = None
                             yield from self._finish(plan_context, active, future, step_key)
-                        if done:
-                            waiting_since = None
-                        elif rc is not None and running and time.monotonic() >= next_worker_check:
+                        if not done and running and time.monotonic() >= next_worker_check:
                             next_worker_check = time.monotonic() + _WORKER_CHECK
-                            waiting_since = self._check_workers(rc, waiting_since)
+                            # Each pool with steps waiting: one pool's workers do not run
+                            # another's steps, so each must be able to start its own.
+                            for pool in set(pool_of_future.values()):
+                                waiting_since[pool] = self._check_workers(
+                                    cluster.opened[pool], waiting_since.get(pool),
+                                    cluster.settings_of(pool).worker_start_timeout)
                     elif not active.is_complete:
                         active.sleep_til_ready()  # e.g. a retry's delay
 
@@ -326,7 +324,9 @@ class HpcDaskExecutor(Executor):
                 active.handle_event(event)
         active.verify_complete(plan_context, step_key)
 
-    def _check_workers(self, rc: RunCluster, waiting_since: float | None) -> float | None:
+    def _check_workers(
+        self, rc: RunCluster, waiting_since: float | None, start_timeout: float
+    ) -> float | None:
         """Fail fast when no worker can start; returns since when we have been waiting."""
         errors = rc.submission_errors()
         if errors:
@@ -340,14 +340,14 @@ class HpcDaskExecutor(Executor):
         now = time.monotonic()
         if waiting_since is None:
             return now
-        if now - waiting_since > self.settings.worker_start_timeout:
+        if now - waiting_since > start_timeout:
             hint = {
                 "slurm": "see `squeue -u $USER` (pending reason) and the worker logs in log_directory",
                 "pbs": "see `qstat -u $USER` and the worker logs in log_directory",
             }.get(rc.kind, "check that workers can reach the scheduler")
             raise NoWorkerError(
                 f"no Dask worker connected within worker_start_timeout="
-                f"{self.settings.worker_start_timeout:g} s; {hint}. "
+                f"{start_timeout:g} s; {hint}. "
                 "Raise worker_start_timeout if jobs just wait long in the queue."
             )
         return waiting_since
@@ -402,6 +402,11 @@ def _unrunnable_step_failure(step_context, message: str) -> DagsterEvent:
         "adapt": Field(Permissive(), is_required=False, description="{minimum: n, maximum: m}"),
         "worker_start_timeout": Field(
             Float, is_required=False, description="Seconds to wait for a first worker."
+        ),
+        "worker_pools": Field(
+            Permissive(), is_required=False,
+            description="{name: {cluster: {...}, scale|adapt}}: ops tagged "
+            "hpc_workflows/worker_pool: <name> run on that pool's workers.",
         ),
         "retries": get_retries_config(),
     },

@@ -208,6 +208,25 @@ class ExecutorSettings(_Strict):
     worker_start_timeout: float = Field(
         300.0, gt=0, description="Seconds to wait for a first worker before failing the run."
     )
+    worker_pools: dict[str, ExecutorSettings] = Field(
+        default_factory=dict,
+        description="More worker pools, each its own cluster and scaling, by name; steps of ops "
+        "tagged hpc_workflows/worker_pool: <name> run there, others on `cluster` (see .pools).",
+    )
+
+    @field_validator("worker_pools")
+    @classmethod
+    def _pools_flat(cls, pools: dict[str, ExecutorSettings]) -> dict[str, ExecutorSettings]:
+        for name, pool in pools.items():
+            if not name.replace("_", "").replace("-", "").isalnum():
+                raise ValueError(f"worker pool name {name!r}: use letters, digits, '_' or '-'")
+            if pool.worker_pools:
+                raise ValueError(f"worker_pools.{name}.worker_pools: a pool cannot have pools of its own")
+            if "cluster" not in pool.model_fields_set:
+                raise ValueError(
+                    f"worker_pools.{name} needs a cluster, e.g. {name}: {{cluster: {{slurm: "
+                    "{queue: datamover}}, scale: 1}")
+        return pools
 
     @model_validator(mode="after")
     def _scaling(self) -> ExecutorSettings:
@@ -226,14 +245,16 @@ class ExecutorSettings(_Strict):
 
     def warnings(self) -> list[str]:
         """Valid settings that are probably not what was meant, as ``execution.config...`` lines."""
+        pooled = [w.replace("execution.config.", f"execution.config.worker_pools.{name}.", 1)
+                  for name, pool in self.worker_pools.items() for w in pool.warnings()]
         s = self.cluster.settings
         if not isinstance(s, BatchClusterSettings):
-            return []
+            return pooled
         where = f"execution.config.cluster.{self.cluster.kind}"
         found = [walltime_warning(f"{where}.{name}", text)
                  for name, text in (("walltime", s.walltime), ("lifetime_margin", s.lifetime_margin))
                  if text is not None]
-        return [w for w in found if w]
+        return [w for w in found if w] + pooled
 
     def workers_wanted(self) -> tuple[int, int]:
         """(minimum, maximum) workers; local defaults to one worker per core."""

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from hpc_workflows.hpc.executor import hpc_dask_executor
+from hpc_workflows.hpc.executor import COORDINATOR_TAG, hpc_dask_executor
+from hpc_workflows.hpc.pools import POOL_TAG
 
 
 def _where(context) -> dict:
@@ -22,6 +23,7 @@ def _where(context) -> dict:
         "pid": os.getpid(),
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
         "node": os.environ.get("SLURMD_NODENAME"),
+        "partition": os.environ.get("SLURM_JOB_PARTITION"),
         "pbs_jobid": os.environ.get("PBS_JOBID"),
     }
 
@@ -143,4 +145,27 @@ def dask_in_step_job():
     report_dask(dask_sum())
 
 
-defs = dg.Definitions(jobs=[fan_job, retry_skip_job, gpu_job, dask_in_step_job])
+@dg.op(tags={POOL_TAG: "fetch"})
+def fetch_like(context) -> dict:
+    """Stands for a fetch: runs on the ``fetch`` worker pool (a data-mover queue)."""
+    return {"op": "fetch_like", **_where(context)}
+
+
+@dg.op
+def regrid_like(context, fetched: dict) -> list[dict]:
+    """Stands for a regrid: untagged, so it runs on the run's default cluster."""
+    return [fetched, {"op": "regrid_like", **_where(context)}]
+
+
+@dg.op(tags={COORDINATOR_TAG: "coordinator"})
+def report_where(context, placed: list[dict]) -> list[dict]:
+    Path(os.environ["HPCWF_TEST_OUT"]).write_text(json.dumps(placed))
+    return placed
+
+
+@dg.job(executor_def=hpc_dask_executor)
+def pools_job():
+    report_where(regrid_like(fetch_like()))
+
+
+defs = dg.Definitions(jobs=[fan_job, retry_skip_job, gpu_job, dask_in_step_job, pools_job])
