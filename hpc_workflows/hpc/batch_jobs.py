@@ -50,6 +50,8 @@ class SubmissionLedger:
     errors: list[str] = field(default_factory=list)
     #: dask worker name of each job -> its job id: tells which job a lost worker was.
     job_of_worker: dict[str, str] = field(default_factory=dict)
+    #: What the workers measured of themselves before the cluster closed (accounting.worker_usage).
+    worker_reports: list[dict] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add_job(self, job_id: str, worker_name: str | None = None) -> None:

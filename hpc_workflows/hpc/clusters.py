@@ -21,6 +21,7 @@ import dask.config
 from distributed import Client, LocalCluster
 from distributed.security import Security
 
+from .accounting import collect_worker_usage
 from .batch_jobs import SubmissionLedger, tracked_cluster_class
 from .retirement import JOB_START_ENV, RetireBeforeWalltime
 from .security import NO_HTTP_ROUTES, security_from_files, temporary_security
@@ -109,6 +110,7 @@ class RunCluster:
     def close(self) -> None:
         """Close client and cluster, then cancel any job of ours the batch system still has."""
         if self.kind in _CANCEL and self.cluster is not None:
+            self.ledger.worker_reports.extend(collect_worker_usage(self.client))  # accounting fallback
             _retire_batch_workers(self.cluster, self.client)
         try:
             self.client.close(timeout=10)

@@ -54,6 +54,7 @@ from dagster._core.execution.retries import RetryMode, get_retries_config
 from dagster._core.executor.base import Executor
 from dagster._utils.error import serializable_error_info_from_exc_info
 
+from .accounting_events import run_accounting_events
 from .clusters import RunCluster, missing_resources
 from .pools import RunPools, pool_of, unknown_pools, unknown_pools_message
 from .refusal import refusal_message
@@ -170,6 +171,7 @@ class HpcDaskExecutor(Executor):
             yield from self._orchestrate(plan_context, execution_plan, cluster)
         finally:
             cluster.close()
+        yield from run_accounting_events(plan_context, cluster)  # its jobs have ended: sacct is final
 
     def _orchestrate(
         self, plan_context: PlanOrchestrationContext, execution_plan: ExecutionPlan,

@@ -22,7 +22,9 @@ from typing import Any
 import dask.config
 from distributed.diagnostics.plugin import SchedulerPlugin
 
+from .accounting import format_bytes, pbs_usage, sacct_usage
 from .batch_jobs import SubmissionLedger, qsub_is_slurm_wrapper
+from .failures import RETRY_RULES, FailureClass
 
 #: What each final SLURM job state means for the user (JobState of ``scontrol show job``).
 SLURM_STATE_MEANING = {
@@ -83,11 +85,12 @@ class WorkerLossWatch(SchedulerPlugin):
 
 @dataclass(frozen=True)
 class JobFate:
-    """What the batch system says about a job: state, node, and a reason in words."""
+    """What the batch system says about a job: state, node, a reason in words, failure class."""
 
     state: str
     node: str | None
     reason: str
+    failure: FailureClass | None = None
 
 
 def _fields(text: str) -> dict[str, str]:
@@ -138,12 +141,26 @@ def pbs_job_fate(job_id: str) -> JobFate | None:
 
 
 def job_fate(kind: str, job_id: str) -> JobFate | None:
-    """The batch system's account of job ``job_id`` (``kind``: "slurm" or "pbs")."""
-    if kind == "slurm" or (kind == "pbs" and qsub_is_slurm_wrapper()):
-        return slurm_job_fate(job_id)  # the Torque-style wrapper's qstat has no end reason
-    if kind == "pbs":
-        return pbs_job_fate(job_id)
-    return None
+    """The batch system's account of job ``job_id`` (``kind``: "slurm" or "pbs"), with its
+    failure class (:mod:`.failures`) from the accounting where there is one."""
+    on_slurm = kind == "slurm" or (kind == "pbs" and qsub_is_slurm_wrapper())
+    if on_slurm:
+        fate = slurm_job_fate(job_id)  # the Torque-style wrapper's qstat has no end reason
+    elif kind == "pbs":
+        fate = pbs_job_fate(job_id)
+    else:
+        return None
+    # sacct (slurmdbd) knows MaxRSS, which tells an OverMemoryKill (FAILED, signal 9) from a kill.
+    usage = (sacct_usage([job_id], wait=FATE_WAIT) if on_slurm else pbs_usage([job_id])).get(job_id)
+    if usage is None or usage.failure is None:
+        return fate
+    if fate is None:
+        fate = JobFate(usage.state, usage.node, SLURM_STATE_MEANING.get(usage.state, usage.state.lower()))
+    reason = fate.reason
+    if usage.failure is FailureClass.OUT_OF_MEMORY and fate.state != "OUT_OF_MEMORY":
+        reason = f"{SLURM_STATE_MEANING['OUT_OF_MEMORY']} (peak RSS {format_bytes(usage.max_rss)} of {format_bytes(usage.req_mem)} asked; {reason})"
+    reason += f" [failure class {usage.failure.value}: {RETRY_RULES[usage.failure].rule}]"
+    return JobFate(fate.state, fate.node, reason, usage.failure)
 
 
 def describe_loss(kind: str, lost: LostWorker, job_id: str | None, fate: JobFate | None) -> str:

@@ -1,0 +1,129 @@
+"""Scheduler accounting and failure classes (issue 17 points 4 and 5) on the real SLURM testbed,
+whose slurmdbd/MariaDB keep sacct's records and enforce associations (ci/testbed/start.sh).
+
+Real jobs: one over its --mem (a python that allocates), one past a 1-minute walltime, one
+cancelled with scancel, one whose code exits 3; a whole run whose worker jobs are summarised in
+the event log and ``run_accounting.json``; and a run charged to an unknown account.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hpc_workflows.hpc.accounting import JobUsage, sacct_usage
+from hpc_workflows.hpc.failures import RETRY_RULES, FailureClass
+from hpc_workflows.hpc.worker_loss import job_fate
+
+from .conftest import JOBS_FILE, batch_cluster, run_test_job, wait_until
+
+pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("testbed")]
+
+_FINAL = {"COMPLETED", "CANCELLED", "FAILED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED"}
+
+
+def _sbatch(tmp_path: Path, *args: str) -> str:
+    out = subprocess.run(["sbatch", "--parsable", "-p", "debug", "-o", str(tmp_path / "job-%j.out"), *args],
+                         capture_output=True, text=True, check=True, timeout=60)
+    return out.stdout.strip().split(";")[0]
+
+
+def _ended(job: str, timeout: float) -> JobUsage:
+    return wait_until(lambda: (u := sacct_usage([job], wait=0).get(job)) and u.state in _FINAL and u,
+                      timeout, f"job {job} to end in sacct")
+
+
+def test_job_over_its_memory_is_an_oom_kill_with_its_peak(tmp_path: Path) -> None:
+    # Touch every page: RSS, not just address space, must exceed the 100M the job asked for.
+    grab = "x = bytearray(400 * 2**20); x[::4096] = b'a' * len(x[::4096]); import time; time.sleep(30)"
+    job = _sbatch(tmp_path, "--mem=100M", "--time=00:05:00", "--wrap", f"{sys.executable} -c \"{grab}\"")
+    usage = _ended(job, 180)
+    assert usage.failure is FailureClass.OUT_OF_MEMORY, usage
+    assert usage.max_rss and usage.req_mem == 100 * 2**20 and usage.max_rss > usage.req_mem, usage
+    assert RETRY_RULES[usage.failure].retry is False
+    fate = job_fate("slurm", job)  # what the event log says when such a worker is lost
+    assert fate is not None and fate.failure is FailureClass.OUT_OF_MEMORY, fate
+    assert "out of memory" in fate.reason and "failure class out_of_memory" in fate.reason, fate.reason
+
+
+def test_cancelled_and_failing_jobs_are_killed_and_user_error(tmp_path: Path) -> None:
+    cancelled = _sbatch(tmp_path, "--time=00:05:00", "--wrap", "sleep 300")
+    failing = _sbatch(tmp_path, "--time=00:05:00", "--wrap", f"{sys.executable} -c 'raise SystemExit(3)'")
+    wait_until(lambda: subprocess.run(["squeue", "-h", "-j", cancelled, "-o", "%T"], capture_output=True,
+                                      text=True).stdout.strip() == "RUNNING", 120, "the job to run")
+    subprocess.run(["scancel", cancelled], check=True, timeout=30)
+    killed, failed = _ended(cancelled, 120), _ended(failing, 120)
+    assert killed.state == "CANCELLED" and killed.failure is FailureClass.KILLED, killed
+    assert failed.exit_code == "3:0" and failed.failure is FailureClass.USER_ERROR, failed
+    assert RETRY_RULES[FailureClass.USER_ERROR].retry is False
+    assert RETRY_RULES[FailureClass.KILLED].retry is True
+    assert killed.elapsed is not None and killed.queue_wait is not None and killed.cores == 1
+
+
+@pytest.mark.slow
+def test_job_past_its_walltime_is_walltime(tmp_path: Path) -> None:
+    job = _sbatch(tmp_path, "--time=00:01:00", "--wrap", "sleep 600")
+    usage = _ended(job, 300)  # SLURM checks time limits every 30 s or so
+    assert usage.state == "TIMEOUT" and usage.failure is FailureClass.WALLTIME, usage
+    assert usage.elapsed is not None and usage.elapsed >= 60, usage
+    assert RETRY_RULES[FailureClass.WALLTIME].retry is True
+
+
+@pytest.mark.slow
+def test_a_run_reports_its_worker_jobs_accounting(hpc_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HPCWF_TEST_FAN", "2")
+    monkeypatch.setenv("HPCWF_TEST_STEP_SECONDS", "2")
+    ok, records, run_id = run_test_job("fan_job", {
+        "cluster": {"slurm": batch_cluster(hpc_env, account="hpcw")}, "scale": 1,
+        "worker_start_timeout": 180})
+    assert ok
+    events = [r.dagster_event for r in records if r.dagster_event
+              and (r.dagster_event.message or "").startswith("Worker job accounting:")]
+    assert len(events) == 1, [r.dagster_event.message for r in records if r.dagster_event]
+    meta = events[0].event_specific_data.metadata
+    path = Path(meta["accounting_file"].value)
+    assert path.stat().st_mode & 0o077 == 0  # owner only
+    report = json.loads(path.read_text())
+    assert report["run_id"] == run_id and report["jobs"], report
+    for job in report["jobs"]:
+        # The scheduler's figures for every worker job of this run, and start-up from the worker.
+        assert job["source"] == "sacct" and job["state"] in _FINAL, job
+        assert job["elapsed"] > 0 and job["cores"] == 1 and job["core_hours"] > 0, job
+        assert job["cpu_time"] > 0 and job["max_rss"] > 0 and job["queue_wait"] is not None, job
+        assert job["failure"] is None, job  # cancelled by the run's own teardown: not a loss
+    assert any(job["startup"] is not None for job in report["jobs"]), report
+    assert report["totals"]["jobs"] == len(report["jobs"])
+    assert "| job | state |" in meta["accounting"].value
+    names = subprocess.run(["sacct", "-n", "-X", "-P", "-j", ",".join(j["job_id"] for j in report["jobs"]),
+                            "-o", "JobName,Account"], capture_output=True, text=True, check=True).stdout
+    assert set(names.split()) == {f"dagster-{run_id[:8]}|hpcw"}, names
+
+
+@pytest.mark.slow
+def test_unknown_account_is_refused_naming_the_field(hpc_env: Path) -> None:
+    config = hpc_env / "run.yaml"
+    config.write_text(yaml.safe_dump({"execution": {"config": {
+        "cluster": {"slurm": batch_cluster(hpc_env, account="no_such_account")}, "scale": 1,
+        "worker_start_timeout": 120}}}))
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "dagster"), "job", "execute", "-f", str(JOBS_FILE),
+         "-j", "fan_job", "-c", str(config)],
+        cwd=hpc_env, capture_output=True, text=True, timeout=300,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out[-3000:]
+    assert "Invalid account" in out and "change execution.config.cluster.slurm.account" in out, out[-4000:]
+    # Nothing of the run was queued: SLURM knows no job of its name.
+    run = re.search(r"Run ([0-9a-f]{8})-[0-9a-f-]+ resulted in failure", out)
+    assert run, out[-3000:]
+    jobs = subprocess.run(["sacct", "-n", "-X", "-P", "--name", f"dagster-{run.group(1)}", "-S", "now-1hour",
+                           "-o", "JobID"],
+                          capture_output=True, text=True, check=True).stdout
+    assert jobs.strip() == "", jobs
+
