@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hpc_workflows.hpc.accounting import JobUsage, sacct_usage
+from hpc_workflows.hpc.accounting import JobUsage, pbs_usage, run_accounting, sacct_usage
 from hpc_workflows.hpc.failures import RETRY_RULES, FailureClass
 from hpc_workflows.hpc.worker_loss import job_fate
 
-from .conftest import JOBS_FILE, batch_cluster, run_test_job, wait_until
+from .conftest import JOBS_FILE, REPO, batch_cluster, run_test_job, wait_until
 
 pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("testbed")]
 
@@ -57,6 +57,9 @@ def test_cancelled_and_failing_jobs_are_killed_and_user_error(tmp_path: Path) ->
     failing = _sbatch(tmp_path, "--time=00:05:00", "--wrap", f"{sys.executable} -c 'raise SystemExit(3)'")
     wait_until(lambda: subprocess.run(["squeue", "-h", "-j", cancelled, "-o", "%T"], capture_output=True,
                                       text=True).stdout.strip() == "RUNNING", 120, "the job to run")
+    # PBS path on the testbed's Torque-style qstat: it refuses -x, so qstat -f answers.
+    pbs = pbs_usage([cancelled])[cancelled]
+    assert pbs.source == "qstat" and pbs.state == "RUNNING" and pbs.node and pbs.cores == 1, pbs
     subprocess.run(["scancel", cancelled], check=True, timeout=30)
     killed, failed = _ended(cancelled, 120), _ended(failing, 120)
     assert killed.state == "CANCELLED" and killed.failure is FailureClass.KILLED, killed
@@ -64,6 +67,26 @@ def test_cancelled_and_failing_jobs_are_killed_and_user_error(tmp_path: Path) ->
     assert RETRY_RULES[FailureClass.USER_ERROR].retry is False
     assert RETRY_RULES[FailureClass.KILLED].retry is True
     assert killed.elapsed is not None and killed.queue_wait is not None and killed.cores == 1
+
+
+def test_worker_side_measurement_agrees_with_sacct(tmp_path: Path) -> None:
+    # What a worker reports of itself where the batch system keeps no accounting.
+    code = ("import json, time; from hpc_workflows.hpc.accounting import worker_usage; "
+            "x = bytearray(300 * 2**20); x[::4096] = b'a' * len(x[::4096]); t = time.process_time(); "
+            "exec('while time.process_time() - t < 2: pass'); time.sleep(6); "
+            f"open('{tmp_path}/report.json', 'w').write(json.dumps(worker_usage()))")
+    job = _sbatch(tmp_path, "--mem=1G", "--time=00:05:00", f"--export=ALL,PYTHONPATH={REPO}",
+                  "--wrap", f'{sys.executable} -c "{code}"')
+    sched = _ended(job, 180)
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["job_id"] == job and sched.failure is None, (report, sched)
+    assert 300 * 2**20 < report["max_rss"] < 600 * 2**20 and sched.max_rss, (report, sched)
+    assert abs(report["max_rss"] - sched.max_rss) < 100 * 2**20, (report, sched)
+    assert 2 <= report["cpu_time"] < 10 and report["elapsed"] >= 8 and report["startup"] >= 0, report
+    # Used when the scheduler does not know the job (no accounting database, job forgotten).
+    fallback = run_accounting("none", [job], [report]).jobs[0]
+    assert fallback.source == "worker" and fallback.max_rss == report["max_rss"], fallback
+    assert fallback.cpu_efficiency is not None and 0 < fallback.cpu_efficiency <= 1, fallback
 
 
 @pytest.mark.slow
