@@ -28,6 +28,8 @@ Source cells around a pole are first cut into quarters with the pole as a corner
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from hpc_workflows.regrid.errors import RegridError
@@ -35,6 +37,12 @@ from hpc_workflows.regrid.errors import RegridError
 __all__ = ["overlap_matrix", "polygon_area"]
 
 _BLOCK = 100_000  # pairs clipped at once: (block, 16, 3) float64 arrays of ~40 MB
+_CELLS = 32_768  # source cells prepared at once: (cells, 8, 3) float64 polygons of ~6 MB
+# A source box this far (degrees, ~1 cm) inside a target cell's edges has every vertex
+# strictly inside all four clip boundaries (rounding in the side tests is ~1e-16), so the
+# clip would leave it whole: such pairs take the source area without a clip. Closer ones
+# go through the clip, as every pair did before.
+_INSIDE = 1e-7
 
 
 def _dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -271,22 +279,29 @@ def _quarters(pts: np.ndarray, k: np.ndarray) -> list[tuple[np.ndarray, np.ndarr
     return pieces
 
 
-def overlap_matrix(lat_corners: np.ndarray, lon_corners: np.ndarray,
-                   target_lat_bnds: np.ndarray, target_lon_bnds: np.ndarray,
-                   target_lon: np.ndarray):
-    """Sparse (n_target, n_source) matrix of overlap area / target cell area.
+class _Target(NamedTuple):
+    """A 1-D latitude/longitude target, sorted for the candidate search."""
 
-    Parameters
-    ----------
-    lat_corners, lon_corners
-        (ny, nx, 4) source cell corners in degrees (either winding).
-    target_lat_bnds, target_lon_bnds, target_lon
-        The target's (n, 2) edges and longitude centres.
+    order_y: np.ndarray  # rows by southern edge
+    south: np.ndarray  # southern/northern edges (degrees) in that order
+    north: np.ndarray
+    order_x: np.ndarray  # columns by western edge
+    west: np.ndarray  # western/eastern edges (degrees, unwrapped) in that order
+    east: np.ndarray
+    zs: np.ndarray  # sin of each row's southern/northern edge (row order)
+    zn: np.ndarray
+    lw: np.ndarray  # each column's western/eastern edge (radians, column order)
+    le: np.ndarray
+    area: np.ndarray  # (nlat, nlon) cell areas on the unit sphere
+
+
+def _source_cells(lat_corners: np.ndarray, lon_corners: np.ndarray):
+    """Polygons (edges monotonic in z, polar cells quartered) of (m, 4) source corners.
+
+    Returns the padded polygons, their vertex counts, owning cell (index into the m cells),
+    which are usable, their west/east/south/north (degrees) and their areas.
     """
-    import scipy.sparse as sp
-
     from hpc_workflows.regrid.bilinear import unit_vectors
-    from hpc_workflows.regrid.grids import lon_bounds_increasing
 
     corners = unit_vectors(lat_corners, lon_corners).reshape(-1, 4, 3)
     n_src = corners.shape[0]
@@ -318,6 +333,85 @@ def overlap_matrix(lat_corners: np.ndarray, lon_corners: np.ndarray,
     z = pts[..., 2]
     south = np.degrees(np.arcsin(np.clip(np.where(valid, z, 1.0).min(axis=1), -1.0, 1.0)))
     north = np.degrees(np.arcsin(np.clip(np.where(valid, z, -1.0).max(axis=1), -1.0, 1.0)))
+    return pts, k, owner, ok, west, east, south, north, src_area
+
+
+def _candidates(t: _Target, ok: np.ndarray, west: np.ndarray, east: np.ndarray,
+                south: np.ndarray, north: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(source, row, column) of every pair whose boxes meet, and whether the source box lies
+    inside the target cell with a margin (then no clip can cut it: see ``_INSIDE``)."""
+    r0 = np.searchsorted(t.north, south, side="right")
+    r1 = np.searchsorted(t.south, north, side="left")
+    nr = np.clip(r1 - r0, 0, None)
+    out: list[tuple[np.ndarray, ...]] = []
+    for shift in (-360.0, 0.0, 360.0):
+        c0 = np.searchsorted(t.east, west + shift, side="right")
+        c1 = np.searchsorted(t.west, east + shift, side="left")
+        ncx = np.clip(c1 - c0, 0, None)
+        count = np.where(ok, nr * ncx, 0)
+        src = np.repeat(np.arange(ok.size), count)
+        if src.size == 0:
+            continue
+        start = np.cumsum(count) - count
+        local = np.arange(src.size) - np.repeat(start, count)
+        ncx_s = np.repeat(np.maximum(ncx, 1), count)
+        iy = np.repeat(r0, count) + local // ncx_s
+        ix = np.repeat(c0, count) + local % ncx_s
+        inside = ((south[src] > t.south[iy] + _INSIDE) & (north[src] < t.north[iy] - _INSIDE)
+                  & (west[src] + shift > t.west[ix] + _INSIDE)
+                  & (east[src] + shift < t.east[ix] - _INSIDE))
+        out.append((src, t.order_y[iy], t.order_x[ix], inside))
+    # A column can be met under two shifts only for cells wider than 180 degrees: none.
+    if not out:
+        empty = np.zeros(0, dtype=np.intp)
+        return empty, empty, empty, np.zeros(0, dtype=bool)
+    return tuple(np.concatenate(a) for a in zip(*out))  # type: ignore[return-value]
+
+
+def _clipped_areas(t: _Target, pts: np.ndarray, k: np.ndarray, src_area: np.ndarray,
+                   src: np.ndarray, row: np.ndarray, col: np.ndarray) -> np.ndarray:
+    """Overlap areas of source polygons ``src`` with target cells (row, col), by clipping."""
+    areas = np.empty(src.size)
+    for b0 in range(0, src.size, _BLOCK):
+        sl = slice(b0, b0 + _BLOCK)
+        s_idx, r_idx, c_idx = src[sl], row[sl], col[sl]
+        p, kk = pts[s_idx], k[s_idx]
+        flags = np.zeros(p.shape[:2], dtype=bool)
+        touched = np.zeros(s_idx.size, dtype=bool)
+        lw, le = t.lw[c_idx], t.le[c_idx]
+        zero = np.zeros_like(lw)
+        for kind, param in (
+                ("plane", np.stack([-np.sin(lw), np.cos(lw), zero], axis=1)),
+                ("plane", np.stack([np.sin(le), -np.cos(le), zero], axis=1)),
+                ("zmin", t.zs[r_idx]), ("zmax", t.zn[r_idx])):
+            p, kk, flags, cut = _clip(p, kk, flags, kind, param)
+            touched |= cut
+        # Pairs whose source polygon no clip touches overlap by the whole polygon, whose
+        # area was computed once.
+        area = src_area[s_idx]
+        cut_rows = np.flatnonzero(touched)
+        area[cut_rows] = np.where(kk[cut_rows] >= 3, polygon_area(
+            p[cut_rows], kk[cut_rows], flags[cut_rows]), 0.0)
+        areas[sl] = area
+    return areas
+
+
+def overlap_matrix(lat_corners: np.ndarray, lon_corners: np.ndarray,
+                   target_lat_bnds: np.ndarray, target_lon_bnds: np.ndarray,
+                   target_lon: np.ndarray):
+    """Sparse (n_target, n_source) matrix of overlap area / target cell area.
+
+    Parameters
+    ----------
+    lat_corners, lon_corners
+        (ny, nx, 4) source cell corners in degrees (either winding).
+    target_lat_bnds, target_lon_bnds, target_lon
+        The target's (n, 2) edges and longitude centres.
+    """
+    import scipy.sparse as sp
+
+    from hpc_workflows.regrid.grids import lon_bounds_increasing
 
     tb = np.sort(np.asarray(target_lat_bnds, dtype=np.float64), axis=1)
     tw, te = lon_bounds_increasing(target_lon_bnds, target_lon)
@@ -325,61 +419,32 @@ def overlap_matrix(lat_corners: np.ndarray, lon_corners: np.ndarray,
         raise RegridError("method 'conservative' from a curvilinear or projected grid needs "
                           "target cells at most 180 degrees wide in longitude")
     nlat, nlon = tb.shape[0], tw.size
-    # Candidate pairs: target rows and columns whose boxes meet the source cell's box.
-    order_y = np.argsort(tb[:, 0])
-    sy, ny_ = tb[order_y, 0], tb[order_y, 1]
-    r0 = np.searchsorted(ny_, south, side="right")
-    r1 = np.searchsorted(sy, north, side="left")
-    order_x = np.argsort(tw)
-    wx, ex = tw[order_x], te[order_x]
-    pair_src, pair_row, pair_col = [], [], []
-    for shift in (-360.0, 0.0, 360.0):
-        c0 = np.searchsorted(ex, west + shift, side="right")
-        c1 = np.searchsorted(wx, east + shift, side="left")
-        nr = np.clip(r1 - r0, 0, None)
-        ncx = np.clip(c1 - c0, 0, None)
-        count = np.where(ok, nr * ncx, 0)
-        src = np.repeat(np.arange(owner.size), count)
-        if src.size == 0:
-            continue
-        start = np.cumsum(count) - count
-        local = np.arange(src.size) - np.repeat(start, count)
-        ncx_s = np.repeat(np.maximum(ncx, 1), count)
-        pair_src.append(src)
-        pair_row.append(order_y[np.repeat(r0, count) + local // ncx_s])
-        pair_col.append(order_x[np.repeat(c0, count) + local % ncx_s])
-    if not pair_src:
-        return sp.csr_matrix((nlat * nlon, n_src))
-    src = np.concatenate(pair_src)
-    row = np.concatenate(pair_row)
-    col = np.concatenate(pair_col)
-    # A column can be met under two shifts only for cells wider than 180 degrees: none.
+    order_y, order_x = np.argsort(tb[:, 0]), np.argsort(tw)
     zs, zn = np.sin(np.radians(tb[:, 0])), np.sin(np.radians(tb[:, 1]))
-    target_area = (zn - zs)[:, None] * np.radians(te - tw)[None, :]
-    # Pairs whose source polygon no clip touches (inside the target cell) overlap by the
-    # whole polygon, whose area was computed once.
-    vals = np.empty(src.size)
-    for b0 in range(0, src.size, _BLOCK):
-        sl = slice(b0, b0 + _BLOCK)
-        s_idx, r_idx, c_idx = src[sl], row[sl], col[sl]
-        p, kk = pts[s_idx], k[s_idx]
-        flags = np.zeros(p.shape[:2], dtype=bool)
-        touched = np.zeros(s_idx.size, dtype=bool)
-        lw, le = np.radians(tw[c_idx]), np.radians(te[c_idx])
-        zero = np.zeros_like(lw)
-        for kind, param in (
-                ("plane", np.stack([-np.sin(lw), np.cos(lw), zero], axis=1)),
-                ("plane", np.stack([np.sin(le), -np.cos(le), zero], axis=1)),
-                ("zmin", zs[r_idx]), ("zmax", zn[r_idx])):
-            p, kk, flags, cut = _clip(p, kk, flags, kind, param)
-            touched |= cut
-        area = src_area[s_idx]
-        cut_rows = np.flatnonzero(touched)
-        area[cut_rows] = np.where(kk[cut_rows] >= 3, polygon_area(
-            p[cut_rows], kk[cut_rows], flags[cut_rows]), 0.0)
-        vals[sl] = area / target_area[r_idx, c_idx]
-    keep = vals > 0
-    m = sp.csr_matrix((vals[keep], (row[keep] * nlon + col[keep], owner[src[keep]])),
+    t = _Target(order_y, tb[order_y, 0], tb[order_y, 1], order_x, tw[order_x], te[order_x],
+                zs, zn, np.radians(tw), np.radians(te),
+                (zn - zs)[:, None] * np.radians(te - tw)[None, :])
+    lat_c = np.asarray(lat_corners, dtype=np.float64).reshape(-1, 4)
+    lon_c = np.asarray(lon_corners, dtype=np.float64).reshape(-1, 4)
+    n_src = lat_c.shape[0]
+    rows, cols, vals = [], [], []
+    # Source cells a chunk at a time: every array stays a few MB, so memory stays flat and
+    # the elementwise passes run from the CPU cache instead of fresh pages.
+    for c0 in range(0, n_src, _CELLS):
+        pts, k, owner, ok, west, east, south, north, src_area = _source_cells(
+            lat_c[c0:c0 + _CELLS], lon_c[c0:c0 + _CELLS])
+        src, row, col, inside = _candidates(t, ok, west, east, south, north)
+        area = src_area[src]
+        cut = np.flatnonzero(~inside)
+        area[cut] = _clipped_areas(t, pts, k, src_area, src[cut], row[cut], col[cut])
+        val = area / t.area[row, col]
+        keep = val > 0
+        rows.append(row[keep] * nlon + col[keep])
+        cols.append(c0 + owner[src[keep]])
+        vals.append(val[keep])
+    if not rows:
+        return sp.csr_matrix((nlat * nlon, n_src))
+    m = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
                       shape=(nlat * nlon, n_src))
     m.sum_duplicates()
     return m
