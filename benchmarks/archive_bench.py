@@ -18,6 +18,8 @@ global field, one step, regridded to 30 deg), so orchestration dominates. Per si
 - re-run: a second run with everything complete, its wall as a share of the first, and
   whether it started a Dask cluster (it must not: no worker job).
 
+``--complete-only N``: a re-run over N placeholder outputs recorded complete in the ledger
+(planning, summary, coordinator memory and re-run time at 10,958 files without the work).
 ``--old-sizes``: the old per-file design (one Dagster step per file) on in_process and
 dagster-dask's executor (2 local workers), at the sizes given (1,000 takes many minutes).
 Goals: overhead <= 0.02 s/file, RSS <= 500 MiB and flat, planning <= 5 s at 10,958,
@@ -222,6 +224,40 @@ def _old(work: Path, n: int, job: str, per_file: tuple[float, float]) -> dict:
             "steps": n + 1, "history_kb": _du(home) / n / 1024, "rerun": None, "rerun_cluster": None}
 
 
+def _complete_only(work: Path, n: int) -> dict:
+    """A re-run over ``n`` files whose outputs the ledger says are complete (placeholders
+    recorded through the real Ledger): planning, summary and coordinator memory at sizes too
+    large to process on this machine. No file is fetched or regridded, no worker started."""
+    import yaml
+
+    from hpc_workflows.batching import Ledger
+    from hpc_workflows.config import validate_workflow_config
+    from hpc_workflows.pipeline.settings import batch_job, planned_sources
+
+    out = work / f"out_complete_{n}"
+    workflow = _workflow(work, n, out)
+    cfg = validate_workflow_config(workflow)
+    job = batch_job(cfg)
+    ledger = Ledger(job.output_dir)
+    job.output_dir.mkdir(parents=True, exist_ok=True)
+    for source in planned_sources(cfg):
+        for wanted in job.outputs_for(source).values():
+            wanted.path.write_bytes(b"placeholder")
+            ledger.record(wanted, input_sha256="0" * 64)
+    home = _home(work / f"home_complete_{n}")
+    path = work / f"complete_{n}.yaml"
+    path.write_text(yaml.safe_dump({"ops": {"fetch_and_regrid": {"config": workflow}},
+                                    "execution": {"config": _cluster("local", work)}}))
+    run = _execute([DAGSTER, "job", "execute", "-m", "hpc_workflows", "-j", "fetch_and_regrid", "-c", str(path)],
+                   _env(home))
+    summary = json.loads((out / "run_summary.json").read_text())
+    assert summary["already_complete"] == n, summary["already_complete"]
+    return {"design": "re-run, all complete (local)", "files": n, "wall": run["wall"], "overhead": run["wall"] / n,
+            "cpu_overhead": run["cpu"] / n, "coord_mib": run["coord_mib"], "worker_mib": None,
+            "plan_s": summary["planning_seconds"], "steps": 2, "history_kb": _du(home) / n / 1024,
+            "rerun": None, "rerun_cluster": run["cluster_started"]}
+
+
 def _print(rows: list[dict], per_file: dict[int, tuple[float, float]]) -> None:
     print(f"\narchive benchmark, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; {GOALS}")
     print("per-file work in a plain loop, wall / CPU s per file: "
@@ -242,9 +278,11 @@ def _print(rows: list[dict], per_file: dict[int, tuple[float, float]]) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1000])
+    parser.add_argument("--sizes", type=int, nargs="*", default=[100, 1000])
     parser.add_argument("--old-sizes", type=int, nargs="*", default=[100],
                         help="sizes for the old one-step-per-file design (none: skip)")
+    parser.add_argument("--complete-only", type=int, nargs="*", default=[],
+                        help="sizes for a re-run over placeholder outputs recorded complete (no work)")
     parser.add_argument("--no-slurm", action="store_true", help="local cluster only")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
     args = parser.parse_args()
@@ -267,6 +305,9 @@ def main() -> int:
                 for job in ("per_file_in_process", "per_file_dagster_dask"):
                     rows.append(_old(work, n, job, per_file[n]))
                     _print(rows[-1:], per_file)
+        for n in args.complete_only:
+            rows.append(_complete_only(work, n))
+            _print(rows[-1:], per_file)
         _print(rows, per_file)
     finally:
         if args.keep:

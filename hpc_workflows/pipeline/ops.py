@@ -198,7 +198,9 @@ def strict_json(value: Any) -> Any:
 def summarise_op(context: OpExecutionContext, config: WorkflowConfig, plan: dict,
                  batches: list[list]) -> Output[dict]:
     """Write ``run_summary.json`` next to the outputs and report the run's totals."""
-    results = sorted(plan["complete"] + [r for batch in batches for r in batch], key=lambda r: r["key"])
+    # Only batch results can hold NaN (area means); the plan's complete files are plain.
+    results = sorted(plan["complete"] + [strict_json(r) for batch in batches for r in batch],
+                     key=lambda r: r["key"])
     fetched = [r for r in results if r["status"] == "written" and not r["fetch"]["skipped"]]
     total_bytes = sum(r["fetch"]["bytes"] for r in fetched)
     fetch_seconds = sum(r["fetch"]["seconds"] for r in fetched)
@@ -220,7 +222,8 @@ def summarise_op(context: OpExecutionContext, config: WorkflowConfig, plan: dict
     }
     path = config.output.directory_path / "run_summary.json"
     part = path.with_name(path.name + ".part")
-    part.write_text(json.dumps(strict_json(summary), indent=1, default=str, allow_nan=False))
+    with open(part, "w") as fh:  # streamed: no second copy of a 10,000-file summary in memory
+        json.dump(summary, fh, indent=1, default=str, allow_nan=False)
     part.replace(path)
     context.log.info(
         f"run summary: {summary['sources']} source(s), {summary['already_complete']} already complete, "

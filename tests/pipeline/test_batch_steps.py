@@ -89,3 +89,14 @@ def test_failed_file_fails_its_step_at_the_end_and_only_it_is_retried(tmp_path):
     lines = (tmp_path / "out" / LEDGER_NAME).read_text().splitlines()
     assert sorted(json.loads(line)["name"] for line in lines) == [
         "tas_20200101.nc", "tas_20200103.nc", "tas_20200104.nc"]  # each recorded once
+
+
+def test_summary_values_are_strict_json():
+    """A NaN area mean (no valid data in the region) is written as null, not as bare NaN."""
+    from hpc_workflows.pipeline.ops import strict_json
+
+    result = {"key": "20200101", "outputs": [{"area_mean_before[tas]": float("nan"),
+                                               "area_mean_after[tas]": float("-inf"), "seconds": 0.5}]}
+    cleaned = strict_json(result)
+    assert cleaned["outputs"][0] == {"area_mean_before[tas]": None, "area_mean_after[tas]": None, "seconds": 0.5}
+    json.dumps(cleaned, allow_nan=False)
