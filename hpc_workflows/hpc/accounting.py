@@ -255,9 +255,11 @@ def parse_qstat_f(text: str, job_id: str) -> JobUsage | None:
     state = {"F": "FINISHED", "C": "COMPLETED", "R": "RUNNING", "Q": "PENDING", "E": "EXITING"}.get(
         f.get("job_state", ""), f.get("job_state", "UNKNOWN"))
     rc = int(exit_status) if exit_status and exit_status.lstrip("-").isdigit() else 0
-    # PBS: Exit_status > 256 means killed by signal (status - 256); -11 walltime (Torque: -11 too).
-    states = [state]
-    if rc == -11 or "walltime" in f.get("comment", "").lower():
+    # Exit_status > 256: killed by signal (status - 256). Negative: PBS Pro's own kills
+    # (JOB_EXEC_KILL_*: -29 walltime, -27 mem, -26 vmem), written as the SLURM state that
+    # classify() knows. Checked against PBS Pro's documentation only: no PBS Pro server here.
+    states = [state, {-29: "TIMEOUT", -27: "OUT_OF_MEMORY", -26: "OUT_OF_MEMORY"}.get(rc, "")]
+    if "walltime" in f.get("comment", "").lower():
         states.append("TIMEOUT")
     code = f"0:{rc - 256}" if rc > 256 else f"{rc}:0"
     max_rss = parse_size((f.get("resources_used.mem") or "").replace("kb", "K").replace("b", ""))

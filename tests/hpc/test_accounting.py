@@ -8,6 +8,7 @@ the event log and ``run_accounting.json``; and a run charged to an unknown accou
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import subprocess
@@ -21,7 +22,9 @@ from hpc_workflows.hpc.accounting import JobUsage, pbs_usage, run_accounting, sa
 from hpc_workflows.hpc.failures import RETRY_RULES, FailureClass
 from hpc_workflows.hpc.worker_loss import job_fate
 
-from .conftest import JOBS_FILE, REPO, batch_cluster, run_test_job, wait_until
+from .conftest import REPO, batch_cluster, run_test_job, wait_until
+from .test_batches_slurm import _run as run_pipeline
+from .test_rejected_worker_jobs import _execute
 
 pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("testbed")]
 
@@ -130,17 +133,7 @@ def test_a_run_reports_its_worker_jobs_accounting(hpc_env: Path, monkeypatch: py
 
 @pytest.mark.slow
 def test_unknown_account_is_refused_naming_the_field(hpc_env: Path) -> None:
-    config = hpc_env / "run.yaml"
-    config.write_text(yaml.safe_dump({"execution": {"config": {
-        "cluster": {"slurm": batch_cluster(hpc_env, account="no_such_account")}, "scale": 1,
-        "worker_start_timeout": 120}}}))
-    proc = subprocess.run(
-        [str(Path(sys.executable).parent / "dagster"), "job", "execute", "-f", str(JOBS_FILE),
-         "-j", "fan_job", "-c", str(config)],
-        cwd=hpc_env, capture_output=True, text=True, timeout=300,
-    )
-    out = proc.stdout + proc.stderr
-    assert proc.returncode != 0, out[-3000:]
+    out = _execute(hpc_env, "slurm", account="no_such_account")  # asserts the run failed
     assert "Invalid account" in out and "change execution.config.cluster.slurm.account" in out, out[-4000:]
     # Nothing of the run was queued: SLURM knows no job of its name.
     run = re.search(r"Run ([0-9a-f]{8})-[0-9a-f-]+ resulted in failure", out)
@@ -150,3 +143,17 @@ def test_unknown_account_is_refused_naming_the_field(hpc_env: Path) -> None:
                           capture_output=True, text=True, check=True).stdout
     assert jobs.strip() == "", jobs
 
+
+
+@pytest.mark.slow
+def test_pipeline_run_writes_accounting_next_to_run_summary(hpc_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(REPO)  # the demo's manifest path is relative to the repository
+    cfg = copy.deepcopy(yaml.safe_load((REPO / "configs" / "dev.yaml").read_text()))
+    cfg["ops"]["fetch_and_regrid"]["config"]["output"]["directory"] = str(hpc_env / "out")
+    cfg["execution"] = {"config": {"cluster": {"slurm": batch_cluster(hpc_env)}, "scale": 1}}
+    ok, records, run_id = run_pipeline(cfg)
+    assert ok
+    summary = json.loads((hpc_env / "out" / "run_summary.json").read_text())
+    accounting = json.loads((hpc_env / "out" / "run_accounting.json").read_text())
+    assert summary["run_id"] == accounting["run_id"] == run_id
+    assert accounting["jobs"] and all(j["source"] == "sacct" and j["elapsed"] > 0 for j in accounting["jobs"])
