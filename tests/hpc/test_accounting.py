@@ -157,3 +157,30 @@ def test_pipeline_run_writes_accounting_next_to_run_summary(hpc_env: Path, monke
     accounting = json.loads((hpc_env / "out" / "run_accounting.json").read_text())
     assert summary["run_id"] == accounting["run_id"] == run_id
     assert accounting["jobs"] and all(j["source"] == "sacct" and j["elapsed"] > 0 for j in accounting["jobs"])
+
+
+@pytest.mark.slow
+def test_worker_killed_for_memory_is_an_oom_in_the_event_log(hpc_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import dask
+    import dagster as dg
+    from dagster._core.definitions.reconstruct import ReconstructableJob
+
+    monkeypatch.setenv("HPCWF_TEST_HOG_MB", "1500")
+    monkeypatch.setenv("HPCWF_TEST_HOG_SECONDS", "30")
+    # Dask's nanny would kill the worker itself at 95% of its limit, inside a job that goes on
+    # running; off here, so that the batch system's memory enforcement is what ends the job.
+    monkeypatch.setenv("DASK_DISTRIBUTED__WORKER__MEMORY__TERMINATE", "False")
+    recon = ReconstructableJob.for_file(str(Path(__file__).with_name("accounting_jobs.py")), "hog_job")
+    execution = {"cluster": {"slurm": batch_cluster(hpc_env, memory="1GiB")}, "scale": 1,
+                 "worker_start_timeout": 180}
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}), dg.DagsterInstance.get() as instance:
+        with dg.execute_job(recon, instance=instance, run_config={"execution": {"config": execution}},
+                            raise_on_error=False) as result:
+            records = instance.all_logs(result.run_id)
+    assert not result.success
+    messages = [r.dagster_event.message if r.dagster_event else r.user_message for r in records]
+    lost = [m for m in messages if m and "was on worker" in m]
+    assert lost and "failure class out_of_memory" in lost[0] and "out of memory" in lost[0], messages
+    events = [r.dagster_event for r in records if r.dagster_event
+              and (r.dagster_event.message or "").startswith("Worker job accounting:")]
+    assert events and events[0].event_specific_data.metadata["failure_classes"].value.get("out_of_memory"), messages
