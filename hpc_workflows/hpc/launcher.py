@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import os
 import shlex
+import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -32,7 +34,7 @@ from dagster._core.launcher.base import (
     RunLauncher,
     WorkerStatus,
 )
-from dagster._core.storage.dagster_run import DagsterRun
+from dagster._core.storage.dagster_run import DagsterRun, DagsterRunStatus
 from dagster._grpc.types import ExecuteRunArgs
 from dagster._core.origin import get_python_environment_entry_point
 from dagster._serdes import ConfigurableClass, ConfigurableClassData
@@ -47,7 +49,8 @@ JOB_ID_TAG = TAG_PREFIX + "batch_job_id"
 SCHEDULER_TAG = TAG_PREFIX + "scheduler"
 #: Fields of :class:`CoordinatorJobSpec` a run may override with a tag ``hpc_workflows/<field>``.
 OVERRIDABLE = ("queue", "account", "walltime", "memory", "cores")
-_NOT_STARTED = {"PENDING", "CONFIGURING", "Q", "H", "W", "T"}
+#: Seconds terminate watches a cancelled job for its end (SIGTERM, KillWait, SIGKILL, cleanup).
+CANCEL_WATCH_SECONDS = 300.0
 
 
 class LaunchConfigError(ValueError):
@@ -179,15 +182,32 @@ class BatchRunLauncher(RunLauncher, ConfigurableClass):
             return False
         self._instance.report_run_canceling(run)
         self._scheduler.cancel(job_id)
-        if before.state in _NOT_STARTED:
+        if before.waiting:
             # Nothing of the run ever ran: nobody else will report the cancellation.
             self._instance.report_run_canceled(run, f"Batch job {job_id} cancelled before it started.")
         else:
-            # The coordinator gets SIGTERM, cancels its steps and worker jobs, reports CANCELED.
+            # The coordinator gets SIGTERM, cancels its steps and worker jobs, reports CANCELED,
+            # unless SIGKILL (KillWait later) comes first: then the watcher reports it.
             self._instance.report_engine_event(
                 f"Cancelled the coordinator's batch job {job_id}.", run, cls=self.__class__
             )
+            threading.Thread(target=self._report_cancel_when_gone, args=(run_id, job_id),
+                             name=f"cancel-{job_id}").start()
         return True
+
+    def _report_cancel_when_gone(self, run_id: str, job_id: str, timeout: float = CANCEL_WATCH_SECONDS) -> None:
+        """Mark the run CANCELED once its job has ended, if the coordinator could not say so."""
+        scheduler = self._scheduler
+        deadline = time.monotonic() + timeout
+        state = scheduler.state(job_id)
+        while not state.ended and time.monotonic() < deadline:
+            time.sleep(2.0)
+            state = scheduler.state(job_id)
+        run = self._instance.get_run_by_id(run_id)
+        if state.ended and run is not None and run.status == DagsterRunStatus.CANCELING:
+            self._instance.report_run_canceled(
+                run, f"The coordinator's {state.describe()} ended before the run reported its cancellation."
+            )
 
     # -- run monitoring ----------------------------------------------------------------------
 

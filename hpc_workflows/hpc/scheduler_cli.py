@@ -19,6 +19,7 @@ from typing import ClassVar, Literal
 from dask.utils import parse_bytes
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from .batch_jobs import _NOT_STARTED as NOT_STARTED
 from .batch_jobs import qsub_is_slurm_wrapper
 from .walltime import parse_walltime
 
@@ -91,6 +92,11 @@ class JobState:
     ended: bool | None
     reason: str = ""
 
+    @property
+    def waiting(self) -> bool:
+        """Queued or held: nothing of the job has run yet."""
+        return self.state in NOT_STARTED
+
     def describe(self) -> str:
         """One line for an event log: job, state and the scheduler's reason."""
         extra = f" ({self.reason})" if self.reason else ""
@@ -109,9 +115,21 @@ class BatchScheduler:
     submit_command: ClassVar[list[str]]
     cancel_command: ClassVar[str]
 
-    def header(self, spec: CoordinatorJobSpec, job_name: str) -> list[str]:
-        """Scheduler directives (without the ``#SBATCH``/``#PBS`` prefix)."""
+    queue_flag: ClassVar[str]
+    account_flag: ClassVar[str] = "-A"
+
+    def resources(self, spec: CoordinatorJobSpec, job_name: str) -> list[str]:
+        """Name, cores, memory and walltime directives (without the ``#SBATCH``/``#PBS`` prefix)."""
         raise NotImplementedError
+
+    def header(self, spec: CoordinatorJobSpec, job_name: str) -> list[str]:
+        """All directives of the job (without the ``#SBATCH``/``#PBS`` prefix)."""
+        lines = self.resources(spec, job_name)
+        if spec.queue:
+            lines.append(f"{self.queue_flag} {spec.queue}")
+        if spec.account:
+            lines.append(f"{self.account_flag} {spec.account}")
+        return lines
 
     def script(self, spec: CoordinatorJobSpec, job_name: str, command: list[str], workdir: str) -> str:
         """The whole job script: directives, prologue, then ``exec command`` in ``workdir``.
@@ -174,14 +192,11 @@ class SlurmScheduler(BatchScheduler):
         "STAGE_OUT", "SIGNALING", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD", "STOPPED",
     }
 
-    def header(self, spec: CoordinatorJobSpec, job_name: str) -> list[str]:
-        lines = [f"-J {job_name}", "-n 1", f"--cpus-per-task={spec.cores}",
-                 f"--mem={spec.memory_mib()}M", f"-t {spec.walltime}"]
-        if spec.queue:
-            lines.append(f"-p {spec.queue}")
-        if spec.account:
-            lines.append(f"-A {spec.account}")
-        return lines
+    queue_flag = "-p"
+
+    def resources(self, spec: CoordinatorJobSpec, job_name: str) -> list[str]:
+        return [f"-J {job_name}", "-n 1", f"--cpus-per-task={spec.cores}",
+                f"--mem={spec.memory_mib()}M", f"-t {spec.walltime}"]
 
     def submit_args(self, log_base: Path) -> list[str]:
         return ["-o", f"{log_base}.%j.out", "-e", f"{log_base}.%j.err"]
@@ -211,14 +226,11 @@ class PbsScheduler(BatchScheduler):
     submit_command = ["qsub", "-V"]
     cancel_command = "qdel"
 
-    def header(self, spec: CoordinatorJobSpec, job_name: str) -> list[str]:
-        lines = [f"-N {job_name}", f"-l select=1:ncpus={spec.cores}:mem={spec.memory_mib()}mb",
-                 f"-l walltime={spec.walltime}"]
-        if spec.queue:
-            lines.append(f"-q {spec.queue}")
-        if spec.account:
-            lines.append(f"-A {spec.account}")
-        return lines
+    queue_flag = "-q"
+
+    def resources(self, spec: CoordinatorJobSpec, job_name: str) -> list[str]:
+        return [f"-N {job_name}", f"-l select=1:ncpus={spec.cores}:mem={spec.memory_mib()}mb",
+                f"-l walltime={spec.walltime}"]
 
     def submit_args(self, log_base: Path) -> list[str]:
         # qsub (the Torque wrappers at least) ignores -o/-e inside the script; the wrapper

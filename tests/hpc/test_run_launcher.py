@@ -79,8 +79,9 @@ def _started_steps(markers: Path) -> list[Path]:
 
 
 @pytest.fixture
-def daemon(hpc_env: Path) -> Iterator[subprocess.Popen]:
+def daemon(launcher_env: Path) -> Iterator[subprocess.Popen]:
     """A real dagster-daemon (run monitoring) on the test's instance."""
+    hpc_env = launcher_env
     proc = subprocess.Popen(
         [str(BIN / "dagster-daemon"), "run", "-f", str(JOBS_FILE)],
         stdout=open(hpc_env / "daemon.log", "w"), stderr=subprocess.STDOUT, start_new_session=True,
@@ -95,7 +96,11 @@ def daemon(hpc_env: Path) -> Iterator[subprocess.Popen]:
 
 @pytest.fixture
 def launcher_env(hpc_env: Path, dagster_home: Path) -> Path:
+    import dagster as dg
+
     _instance_with_launcher(dagster_home, hpc_env / "run_jobs")
+    with dg.DagsterInstance.get() as instance:  # creates the SQLite storage once: the daemon
+        instance.get_runs(limit=1)  # and `dagster job launch` racing to create it collide
     return hpc_env
 
 
@@ -160,7 +165,14 @@ def test_killed_coordinator_is_failed_by_run_monitoring_with_scheduler_reason(
     run_id = _launch(launcher_env)
     job_id = wait_until(lambda: _coordinator_running(run_id), 300, "the coordinator job to run")
     wait_until(lambda: _run(run_id).status.value == "STARTED", 120, "the run to start")
-    subprocess.run(["scancel", "--signal=KILL", "--full", job_id], check=True)
+    # SIGKILL to every process of the job at once (scancel --signal=KILL reaches only the
+    # script's main process, and the job's cleanup then SIGTERMs the rest, which do report).
+    pids = subprocess.run(["scontrol", "listpids", job_id], capture_output=True, text=True, check=True).stdout
+    for pid in [int(line.split()[0]) for line in pids.splitlines()[1:] if line.split()]:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
     wait_until(lambda: _run(run_id).is_finished, 60, "run monitoring to mark the run finished")
     assert _run(run_id).status.value == "FAILURE"
     text = _messages(run_id)
@@ -178,7 +190,24 @@ def test_terminate_cancels_the_coordinator_job_and_its_workers(launcher_env: Pat
     wait_until(lambda: _started_steps(launcher_env), 180, "a step to start on a worker")
     with dg.DagsterInstance.get() as instance:  # what the UI's Terminate button calls
         assert instance.run_launcher.terminate(run_id)
-    wait_until(lambda: not queue_jobs(f"dagster-run-{run_id[:8]}"), 60, "the coordinator job to go")
-    wait_until(lambda: _run(run_id).status.value == "CANCELED", 60, "the run to be marked canceled")
+        wait_until(lambda: not queue_jobs(f"dagster-run-{run_id[:8]}"), 60, "the coordinator job to go")
+        wait_until(lambda: _run(run_id).status.value == "CANCELED", 60, "the run to be marked canceled")
     wait_until(lambda: not queue_jobs(f"dagster-{run_id[:8]}"), 60, "the worker jobs to go")
     assert job_id in _messages(run_id)
+
+
+@pytest.mark.pbs
+def test_pbs_launcher_submits_the_coordinator_with_qsub(hpc_env: Path, dagster_home: Path, monkeypatch):
+    _instance_with_launcher(dagster_home, hpc_env / "run_jobs", scheduler="pbs")
+    run_id = _launch(hpc_env)
+    job_id = wait_until(lambda: _coordinator_running(run_id), 300, "the coordinator job to run")
+    script = (hpc_env / "run_jobs" / f"dagster-run-{run_id[:8]}.sh").read_text()
+    assert "#PBS -l walltime=00:10:00" in script and "#SBATCH" not in script
+    wait_until(lambda: _run(run_id).is_finished, 300, "the run to finish")
+    assert _run(run_id).status.value == "SUCCESS", _messages(run_id)
+    assert _run(run_id).tags["hpc_workflows/scheduler"] == "pbs"
+    assert f"Submitted the run's coordinator as pbs job {job_id}" in _messages(run_id)
+    # Run monitoring's view of the finished job, through qstat -f.
+    from hpc_workflows.hpc.scheduler_cli import scheduler_for
+
+    assert wait_until(lambda: scheduler_for("pbs").state(job_id).ended, 60, "qstat to show the job ended")
