@@ -5,6 +5,7 @@ One command::
     .venv/bin/python benchmarks/regrid_bench.py            # 48 and 240 steps + aggregate
     .venv/bin/python benchmarks/regrid_bench.py --steps 48 --no-aggregate
     .venv/bin/python benchmarks/regrid_bench.py --bounds   # + where the time over the floor goes
+    .venv/bin/python benchmarks/regrid_bench.py --only --any-grid --weights-1m --rounds 3
 
 Inputs are generated into a temporary folder (deleted afterwards unless ``--keep``): a global
 0.25 degree (721 x 1440, centres on the poles) float32 ``t2m(time, lat, lon)``, uncompressed
@@ -32,6 +33,13 @@ Also timed: weight build and load, and ``aggregate`` (mean, max, 4-band fraction
 ``xarray.Dataset.coarsen`` (mean+max only; it cannot do band fractions or non-nested grids),
 and the same field on a 1 km Lambert azimuthal equal-area grid (a radar composite) to a
 0.1 degree lat/lon grid (no peer: coarsen cannot change projection).
+
+Conservative from grids given by cell corners (``--any-grid``), each against ``cdo remapcon``
+and ``cdo remap`` with ``gencon`` weights: ORCA2 (curvilinear ocean grid with 4-corner bounds,
+land masked) to 1 degree, and a 400 x 500 0.11 degree rotated-pole regional grid to a
+0.5 degree regional grid; ours with cached weights and with weights built in the process.
+``--weights-1m``: weight build for 1 M source cells (1000 x 1000 rotated pole) to 1 degree,
+ours (build, cache load, grid read, in-process) vs ``cdo gencon`` (process wall time).
 """
 
 from __future__ import annotations
@@ -79,11 +87,16 @@ with netCDF4.Dataset(src) as nc:
 """
 
 OURS = r"""
-import sys
+import json, sys
 from pathlib import Path
 from hpc_workflows.regrid.stream import regrid_file
 src, dst, wdir = sys.argv[1:4]
-regrid_file(src, dst, "global_1deg", "conservative", weights_dir=Path(wdir))
+# Optional (the any-grid rows): a target (name or JSON spec) and min_valid_fraction; weights
+# dir "-" means none, so the weights are built in the process, as cdo remapcon does.
+target = sys.argv[4] if sys.argv[4:] else "global_1deg"
+target = json.loads(target) if target.startswith("{") else target
+regrid_file(src, dst, target, "conservative", weights_dir=None if wdir == "-" else Path(wdir),
+            min_valid_fraction=float(sys.argv[5]) if sys.argv[5:] else 0.5)
 """
 
 # Diagnostics for --bounds (not peers; their outputs are not compared): regrid_file with
@@ -138,6 +151,8 @@ out = ds.regrid.conservative(target, latitude_coord="lat")
 out.to_netcdf(dst)
 """
 
+# argv: input, [variable, methods (comma-separated), builds per method]. Prints a line per
+# method: best build seconds, best cache load seconds, nonzeros, and the grid read seconds.
 WEIGHTS_TIMING = r"""
 import sys, time, tempfile
 from pathlib import Path
@@ -147,13 +162,18 @@ from hpc_workflows.regrid import parse_target_grid, read_source_grid
 from hpc_workflows.regrid.methods import WEIGHT_BUILDERS as _BUILDERS
 from hpc_workflows.regrid.weights import save_weights, load_weights, weights_key
 src = sys.argv[1]
+var = sys.argv[2] if sys.argv[2:] else "t2m"
+methods = sys.argv[3].split(",") if sys.argv[3:] else ("conservative", "bilinear", "nearest")
+repeats = int(sys.argv[4]) if sys.argv[4:] else 3
+t0 = time.perf_counter()
 with xr.open_dataset(src) as ds:
-    grid = read_source_grid(ds, "t2m")
+    grid = read_source_grid(ds, var)
+read = time.perf_counter() - t0
 target = parse_target_grid("global_1deg")
 d = Path(tempfile.mkdtemp())
-for method in ("conservative", "bilinear", "nearest"):
+for method in methods:
     builds, loads = [], []
-    for _ in range(3):
+    for _ in range(repeats):
         t0 = time.perf_counter()
         w = _BUILDERS[method](grid, target)
         builds.append(time.perf_counter() - t0)
@@ -165,7 +185,7 @@ for method in ("conservative", "bilinear", "nearest"):
         load_weights(d / f"{method}.nc", key, method, grid.shape, target.shape)
         loads.append(time.perf_counter() - t0)
     nnz = w.nnz
-    print(f"{method} {min(builds):.4f} {min(loads):.4f} {nnz}")
+    print(f"{method} {min(builds):.4f} {min(loads):.4f} {nnz} {read:.4f}")
 """
 
 # Target: 0.1 degree over 50-60N 0-12E (the lat/lon radar field, 10x coarser), or with
@@ -210,8 +230,10 @@ print(sec, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0, rc)
 CANDIDATE_ENV: dict[str, str] = {}
 
 
-def run(cmd: list[str]) -> tuple[float, float]:
-    """Run ``cmd`` in its own process; return (wall seconds, its peak RSS in MiB)."""
+def run(cmd: list[str], out: list[str] | None = None) -> tuple[float, float]:
+    """Run ``cmd`` in its own process; return (wall seconds, its peak RSS in MiB).
+
+    ``out``, when given, receives the lines the candidate printed."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     env.update(CANDIDATE_ENV)
     res = subprocess.run([sys.executable, "-c", LAUNCHER, *cmd], capture_output=True, text=True,
@@ -222,6 +244,8 @@ def run(cmd: list[str]) -> tuple[float, float]:
         raise RuntimeError(f"{cmd[:3]} failed: {res.stderr[-2000:]}") from None
     if int(rc) != 0:
         raise RuntimeError(f"{cmd[:3]} failed ({rc}): {res.stderr[-2000:]}")
+    if out is not None:
+        out.extend(res.stdout.strip().splitlines()[:-1])
     return float(sec), float(rss)
 
 
@@ -298,6 +322,62 @@ def make_radar_input(path: Path, nsteps: int = 288, ny: int = 1000, nx: int = 12
             v[i:i + 24] = np.roll(block, i, axis=2)
 
 
+def make_rotated_input(path: Path, ny: int, nx: int, nsteps: int, res: float) -> None:
+    """Regional rotated-pole float32 ``tas`` (the UK models' pole: rotated (0, 0) is 52.5N
+    2.5W), centres ``res`` degrees apart (corners derived from them, as CF files without
+    bounds), a smooth field with noise and a missing block."""
+    import netCDF4
+
+    rlat = (np.arange(ny) - ny / 2 + 0.5) * res
+    rlon = (np.arange(nx) - nx / 2 + 0.5) * res
+    la, lo = np.meshgrid(np.radians(rlat), np.radians(rlon), indexing="ij")
+    base = (280 + 10 * np.sin(3 * la) * np.cos(2 * lo)).astype(np.float32)
+    base[ny // 3:ny // 3 + ny // 10, nx // 2:nx // 2 + nx // 8] = np.nan
+    rng = np.random.default_rng(2)
+    with netCDF4.Dataset(path, "w") as nc:
+        nc.createDimension("time", nsteps)
+        nc.createDimension("rlat", ny)
+        nc.createDimension("rlon", nx)
+        t = nc.createVariable("time", "f8", ("time",))
+        t.units, t.standard_name = "hours since 2020-01-01", "time"
+        t[:] = np.arange(nsteps)
+        for name, values in (("rlat", rlat), ("rlon", rlon)):
+            v = nc.createVariable(name, "f8", (name,))
+            v.units, v.standard_name = "degrees", f"grid_{'latitude' if name == 'rlat' else 'longitude'}"
+            v[:] = values
+        crs = nc.createVariable("rotated_pole", "i4")
+        crs.setncatts({"grid_mapping_name": "rotated_latitude_longitude",
+                       "grid_north_pole_latitude": 37.5, "grid_north_pole_longitude": 177.5})
+        v = nc.createVariable("tas", "f4", ("time", "rlat", "rlon"), fill_value=np.float32(1e20))
+        v.units, v.grid_mapping = "K", "rotated_pole"
+        for i in range(0, nsteps, 8):
+            n = min(8, nsteps - i)
+            v[i:i + n] = base + rng.normal(0, 1, size=(n, ny, nx)).astype(np.float32)
+
+
+def make_orca_input(path: Path, nsteps: int) -> None:
+    """ORCA2 (182 x 149 tripolar ocean grid, land masked, 4-corner bounds) sea temperature
+    from iris-sample-data (the tests' clean CF version of it), repeated with noise."""
+    import iris_sample_data
+    import xarray as xr
+
+    if str(ROOT) not in sys.path:  # run as a script: the repository root is not on the path
+        sys.path.insert(0, str(ROOT))
+    from tests.regrid.test_conservative_any_grid import _orca
+
+    two_d = _orca(Path(iris_sample_data.__file__).parent / "sample_data", path.parent)
+    with xr.open_dataset(two_d, decode_coords=False) as o:
+        o = o.load()
+    noise = np.random.default_rng(3).normal(0, 0.1, size=(nsteps,) + o.votemper.shape)
+    ds = o.assign(votemper=(("time", "y", "x"),
+                            (o.votemper.values[None] + noise).astype(np.float32),
+                            o.votemper.attrs))
+    ds = ds.assign_coords(time=("time", np.arange(nsteps, dtype=np.float64),
+                                {"units": "hours since 2020-01-01", "standard_name": "time"}))
+    ds.to_netcdf(path, encoding={"votemper": {"_FillValue": np.float32(1e20)}})
+    two_d.unlink()
+
+
 def max_diff(a: Path, b: Path, var: str) -> float:
     import xarray as xr
 
@@ -313,7 +393,31 @@ def fmt_row(name: str, sec: float, x_floor: float, rss: float, cdo: float | None
             diff: float | None) -> str:
     c = f"{cdo / sec:6.2f}x" if cdo else "     - "
     d = f"{diff:.2e}" if diff is not None else "    -   "
-    return f"  {name:<22} {sec:8.2f} {x_floor:8.2f}x {c:>9} {rss:9.0f} {d:>10}"
+    f = f"{x_floor:8.2f}x" if x_floor is not None else "        -"
+    return f"  {name:<22} {sec:8.2f} {f} {c:>9} {rss:9.0f} {d:>10}"
+
+
+def interleave(work: Path, candidates: list[tuple[str, list[str]]], outputs: dict[str, str],
+               rounds: int) -> dict[str, list[tuple[float, float]]]:
+    """Run every candidate once per round, in turn; (seconds, peak RSS) per run."""
+    runs: dict[str, list[tuple[float, float]]] = {name: [] for name, _ in candidates}
+    for r in range(rounds):
+        for name, cmd in candidates:
+            (work / outputs[name]).unlink(missing_ok=True)  # every candidate writes a new file
+            runs[name].append(run(cmd))
+        print(f"    round {r + 1}: " + ", ".join(f"{n} {v[-1][0]:.2f} s" for n, v in runs.items()),
+              flush=True)
+    return runs
+
+
+def print_table(results: dict[str, tuple[float, float | None, float]],
+                diffs: dict[str, float], unit: str) -> None:
+    """Median seconds, x floor, cdo remapcon / this, peak RSS, max |diff| vs cdo remapcon."""
+    cdo = results.get("cdo_remapcon", (None,))[0]
+    print(f"  {'candidate':<22} {'seconds':>8} {'x floor':>9} {'cdo/this':>9} "
+          f"{'peakRSS MiB':>9} {'max|d| vs cdo ' + unit:>10}")
+    for name, (sec, x_floor, rss) in results.items():
+        print(fmt_row(name, sec, x_floor, rss, cdo, diffs.get(name)))
 
 
 def bench_global(work: Path, nsteps: int, rounds: int = 5, bounds: bool = False) -> None:
@@ -357,30 +461,20 @@ def bench_global(work: Path, nsteps: int, rounds: int = 5, bounds: bool = False)
                                  str(wdir)]),
         ]
     candidates = [(n, c) for n, c in candidates if not n.startswith("cdo") or shutil.which("cdo")]
-    runs: dict[str, list[tuple[float, float]]] = {name: [] for name, _ in candidates}
     outputs = {"io_floor": "floor.nc", "ours regrid_file": "ours.nc", "ours xarray+dask": "ours_xr.nc",
                "cdo_remapcon": "cdo.nc", "cdo_stored_weights": "cdo_w.nc", "xarray_regrid": "xr.nc",
                "bound: no arithmetic": "bound_a.nc", "bound: no fsync": "bound_f.nc"}
-    for r in range(rounds):
-        for name, cmd in candidates:
-            (work / outputs[name]).unlink(missing_ok=True)  # every candidate writes a new file
-            runs[name].append(run(cmd))
-        print(f"    round {r + 1}: " + ", ".join(f"{n} {v[-1][0]:.2f} s" for n, v in runs.items()),
-              flush=True)
+    runs = interleave(work, candidates, outputs, rounds)
     floors = [sec for sec, _ in runs["io_floor"]]
     results = {name: (statistics.median(sec for sec, _ in v),
                       statistics.median(sec / f for (sec, _), f in zip(v, floors)),
                       max(rss for _, rss in v)) for name, v in runs.items()}
-    cdo = results.get("cdo_remapcon", (None,))[0]
     ref = work / "cdo.nc"
     diffs = {"ours regrid_file": max_diff(work / "ours.nc", ref, "t2m"),
              "ours xarray+dask": max_diff(work / "ours_xr.nc", ref, "t2m"),
              "cdo_stored_weights": max_diff(work / "cdo_w.nc", ref, "t2m"),
              "xarray_regrid": max_diff(work / "xr.nc", ref, "t2m")}
-    print(f"  {'candidate':<22} {'seconds':>8} {'x floor':>9} {'cdo/this':>9} "
-          f"{'peakRSS MiB':>9} {'max|d| vs cdo K':>10}")
-    for name, (sec, x_floor, rss) in results.items():
-        print(fmt_row(name, sec, x_floor, rss, cdo, diffs.get(name)))
+    print_table(results, diffs, "K")
     for f in ("ours.nc", "ours_xr.nc", "cdo.nc", "cdo_w.nc", "xr.nc", "floor.nc", "warm.nc",
               "bound_a.nc", "bound_f.nc"):
         (work / f).unlink(missing_ok=True)
@@ -396,9 +490,99 @@ def bench_weights(work: Path) -> None:
     print(f"  {'method':<14} {'build s':>8} {'load s':>8} {'nonzeros':>9}")
     for line in out.split("\n"):
         if line.strip():
-            m, b, l_, n = line.split()
+            m, b, l_, n, _ = line.split()
             print(f"  {m:<14} {float(b):8.4f} {float(l_):8.4f} {int(n):9d}")
     src.unlink()
+
+
+# Conservative from grids given by cell corners: (input maker, variable, our target, the same
+# target for CDO). The regional target is 0.5 degree over the rotated grid's extent and
+# beyond it (edge cells partly covered).
+ANY_GRID_CASES = {
+    "curvilinear ORCA2": (lambda path, n: make_orca_input(path, n), "votemper", "global_1deg",
+                          CDO_GRID_1DEG),
+    "rotated pole 400x500": (lambda path, n: make_rotated_input(path, 400, 500, n, 0.11), "tas",
+                             '{"kind": "regional", "lat": [35, 70], "lon": [-30, 25], '
+                             '"resolution": 0.5}',
+                             "gridtype = lonlat\nxsize = 110\nysize = 70\nxfirst = -29.75\n"
+                             "xinc = 0.5\nyfirst = 35.25\nyinc = 0.5\n"),
+}
+
+
+def bench_any_grid(work: Path, nsteps: int, rounds: int) -> None:
+    """Curvilinear and rotated-pole sources, conservative, ours vs cdo, interleaved.
+
+    Ours runs with ``min_valid_fraction=0``, the masking of cdo's default
+    ``REMAP_AREA_MIN=0`` (a value wherever any valid source cell overlaps)."""
+    if not shutil.which("cdo"):
+        print("\nany-grid rows skipped: cdo missing (ci/install-system-packages.sh)")
+        return
+    for case, (make, var, target, cdo_grid) in ANY_GRID_CASES.items():
+        src = work / "any.nc"
+        make(src, nsteps)
+        print(f"\nConservative from {case}, {nsteps} steps -> {target} "
+              f"(input {src.stat().st_size / 2**20:.0f} MiB)")
+        grid = work / "grid_any.txt"
+        grid.write_text(cdo_grid)
+        wdir, cdo_w = work / "weights_any", work / "cdo_weights_any.nc"
+        shutil.rmtree(wdir, ignore_errors=True)
+        # Untimed: our weights cache, cdo's stored weights, bytecode caches.
+        run([PY, "-c", OURS, str(src), str(work / "warm.nc"), str(wdir), target, "0"])
+        run(["cdo", "-s", "-O", f"gencon,{grid}", str(src), str(cdo_w)])
+        candidates = [
+            ("ours regrid_file", [PY, "-c", OURS, str(src), str(work / "ours.nc"), str(wdir),
+                                  target, "0"]),
+            ("ours, weights built", [PY, "-c", OURS, str(src), str(work / "ours_b.nc"), "-",
+                                     target, "0"]),
+            ("cdo_remapcon", ["cdo", "-s", "-O", f"remapcon,{grid}", str(src),
+                              str(work / "cdo.nc")]),
+            ("cdo_stored_weights", ["cdo", "-s", "-O", f"remap,{grid},{cdo_w}", str(src),
+                                    str(work / "cdo_w.nc")]),
+        ]
+        outputs = {"ours regrid_file": "ours.nc", "ours, weights built": "ours_b.nc",
+                   "cdo_remapcon": "cdo.nc", "cdo_stored_weights": "cdo_w.nc"}
+        runs = interleave(work, candidates, outputs, rounds)
+        results = {name: (statistics.median(sec for sec, _ in v), None, max(r for _, r in v))
+                   for name, v in runs.items()}
+        ref = work / "cdo.nc"
+        diffs = {name: max_diff(work / f, ref, var) for name, f in outputs.items()
+                 if name != "cdo_remapcon"}
+        print_table(results, diffs, "")
+        for f in (*outputs.values(), "warm.nc", "any.nc", cdo_w.name):
+            (work / f).unlink(missing_ok=True)
+
+
+def bench_weights_1m(work: Path, rounds: int) -> None:
+    """Weights for 1 M source cells (1000 x 1000, 0.1 degree rotated pole) to 1 degree:
+    ours (build, then load from the cache, in one process) vs ``cdo gencon``, interleaved."""
+    src = work / "rot_1m.nc"
+    make_rotated_input(src, 1000, 1000, 1, 0.1)
+    grid = work / "grid_1deg.txt"
+    grid.write_text(CDO_GRID_1DEG)
+    print("\nConservative weights, 1 M cells (1000 x 1000 rotated pole, 0.1 degree) -> 1 degree")
+    ours = [PY, "-c", WEIGHTS_TIMING, str(src), "tas", "conservative", "1"]
+    run(ours)  # bytecode caches
+    cdo = shutil.which("cdo")
+    rows: dict[str, list[tuple[float, ...]]] = {"ours": [], "cdo gencon": []}
+    for r in range(rounds):
+        lines: list[str] = []
+        sec, rss = run(ours, lines)
+        _, build, load, nnz, read = lines[-1].split()
+        rows["ours"].append((float(build), float(load), float(read), sec, rss))
+        if cdo:
+            sec, rss = run(["cdo", "-s", "-O", f"gencon,{grid}", str(src), str(work / "w.nc")])
+            rows["cdo gencon"].append((float("nan"), float("nan"), float("nan"), sec, rss))
+        print(f"    round {r + 1}: ours build {float(build):.2f} s, process {rows['ours'][-1][3]:.2f}"
+              f" s" + (f"; cdo gencon {sec:.2f} s" if cdo else ""), flush=True)
+    print(f"  {'candidate':<12} {'build s':>8} {'load s':>8} {'grid read s':>11} "
+          f"{'process s':>9} {'peakRSS MiB':>11}  (medians; {nnz} nonzeros)")
+    for name, v in rows.items():
+        if v:
+            med = [statistics.median(x[i] for x in v) for i in range(4)]
+            print(f"  {name:<12} {med[0]:8.2f} {med[1]:8.3f} {med[2]:11.2f} {med[3]:9.2f} "
+                  f"{max(x[4] for x in v):11.0f}")
+    for f in ("rot_1m.nc", "w.nc"):
+        (work / f).unlink(missing_ok=True)
 
 
 def bench_aggregate(work: Path) -> None:
@@ -446,6 +630,16 @@ def main() -> None:
     parser.add_argument("--bounds", action="store_true",
                         help="also run regrid_file without arithmetic and without fsync "
                              "(diagnostics: where the time over the floor goes)")
+    parser.add_argument("--any-grid", action="store_true",
+                        help="also: conservative from curvilinear (ORCA2) and rotated-pole "
+                             "grids vs cdo remapcon (--any-grid-steps steps)")
+    parser.add_argument("--any-grid-steps", type=int, default=48)
+    parser.add_argument("--weights-1m", action="store_true",
+                        help="also: conservative weights for a 1 M-cell rotated-pole source to "
+                             "1 degree, ours vs cdo gencon")
+    parser.add_argument("--only", action="store_true",
+                        help="run only the sections asked for by --any-grid / --weights-1m "
+                             "(a quick run)")
     parser.add_argument("--workdir", type=Path, default=None, help="where to put temp inputs")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = parser.parse_args()
@@ -458,10 +652,15 @@ def main() -> None:
         cdo_version = ((cdo.stdout or cdo.stderr).splitlines() or ["?"])[0] if cdo else "missing"
         print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, load average "
               f"{os.getloadavg()[0]:.1f}; {cdo_version}")
-        bench_weights(work)
-        for n in args.steps:
-            bench_global(work, n, args.rounds, args.bounds)
-        if not args.no_aggregate:
+        if not args.only:
+            bench_weights(work)
+            for n in args.steps:
+                bench_global(work, n, args.rounds, args.bounds)
+        if args.any_grid:
+            bench_any_grid(work, args.any_grid_steps, args.rounds)
+        if args.weights_1m:
+            bench_weights_1m(work, args.rounds)
+        if not args.no_aggregate and not args.only:
             bench_aggregate(work)
     finally:
         if not args.keep:
