@@ -72,14 +72,40 @@ def fetch_inputs(source: Source, job: BatchJob, log: logging.Logger | None = Non
     """
     work = job.scratch(source.key)
     result = fetch(source, work / "download", job.fetch, log=log)
-    if is_netcdf_name(result.path.name):
+    single = _gridded_format(result.path, job)
+    if single == "netcdf":
         products = {"data": (result.path, result.sha256)}
+    elif single is not None:  # one NIMROD/PP/GRIB file: to netCDF for the regridder
+        from hpc_workflows.formats import to_netcdf
+
+        converted = work / "merged" / f"data_{source.key}.nc"
+        converted.parent.mkdir(parents=True, exist_ok=True)
+        to_netcdf(result.path, converted, single)
+        products = {"data": (converted, sha256_file(converted))}
     else:
         merged = _unpack_and_merge(source, job, result.path, work, fresh_download=not result.skipped,
                                    log=log)
         products = {p: (f, sha256_file(f)) for p, f in merged.items()}
     return Fetched(source=source, sha256=result.sha256, skipped=result.skipped, bytes=result.bytes,
                    seconds=result.seconds, products=products)
+
+
+def _gridded_format(path: Path, job: BatchJob) -> str | None:
+    """The format of a fetched file that is itself one gridded file; None for an archive.
+
+    By content, not by name (a GRIB file called ``x.nc`` is GRIB), with ``source.format`` as
+    given when it is forced. Whatever no format recognises is taken for an archive (tar, zip,
+    gzip of several members), which unpacking then checks.
+    """
+    from hpc_workflows.formats import FormatError, detect
+
+    try:
+        found = detect(path)
+    except FormatError:
+        return None
+    if job.source_format in (None, "auto") or job.source_format == found:
+        return found
+    return job.source_format  # contradicts the content: the conversion or the regrid step refuses it
 
 
 def _unpack_and_merge(source: Source, job: BatchJob, archive: Path, work: Path,
