@@ -52,6 +52,8 @@ class SubmissionLedger:
     job_of_worker: dict[str, str] = field(default_factory=dict)
     #: What the workers measured of themselves before the cluster closed (accounting.worker_usage).
     worker_reports: list[dict] = field(default_factory=list)
+    #: BatchClusterSettings.memory_on_oom_retry: what jobs ask for after one was killed for memory.
+    memory_on_oom_retry: str | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add_job(self, job_id: str, worker_name: str | None = None) -> None:

@@ -187,7 +187,7 @@ def _open_local(s: LocalClusterSettings, name: str, n_workers: int) -> RunCluste
 
 
 def _open_batch(kind: str, s: BatchClusterSettings, name: str) -> RunCluster:
-    ledger = SubmissionLedger()
+    ledger = SubmissionLedger(memory_on_oom_retry=s.memory_on_oom_retry)
     cluster_cls = tracked_cluster_class(kind, ledger)
     security = temporary_security() if s.tls else None
     resources = {STEP_SLOT: 1, **s.resources}

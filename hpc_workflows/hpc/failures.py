@@ -40,8 +40,8 @@ RETRY_RULES: dict[FailureClass, RetryRule] = {
     FailureClass.OUT_OF_MEMORY: RetryRule(
         False,
         "no retry with the same memory (it would be killed again): raise "
-        "execution.config.cluster.<kind>.memory; an automatic retry with more memory needs the "
-        "config to say how much (memory_on_oom_retry, not built yet)",
+        "execution.config.cluster.<kind>.memory, or set memory_on_oom_retry there so that worker "
+        "jobs started after an OOM kill ask for that much and the step reruns on one",
     ),
     FailureClass.WALLTIME: RetryRule(
         True, "retry on a fresh worker (a new job with a full walltime); if one step alone needs "

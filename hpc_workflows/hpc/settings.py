@@ -86,6 +86,10 @@ class BatchClusterSettings(_Strict):
     cores: int = Field(1, ge=1, description="Cores per batch job.")
     processes: int = Field(1, ge=1, description="Worker processes per job = steps run at once per job.")
     memory: str = Field("2GiB", description="Memory per job, e.g. '4GiB'.")
+    memory_on_oom_retry: str | None = Field(
+        None, description="Memory for worker jobs started after one was killed for memory (failure "
+        "class out_of_memory), e.g. '8GiB'; None: the step is not retried with more memory."
+    )
     walltime: str = Field("01:00:00", description="Job walltime; workers retire before it.")
     queue: str | None = Field(None, description="Partition (SLURM) or queue (PBS).")
     account: str | None = Field(None, description="Project/account to charge.")
@@ -128,21 +132,34 @@ class BatchClusterSettings(_Strict):
         parse_walltime(value)
         return value
 
-    @field_validator("memory", mode="before")
+    @field_validator("memory", "memory_on_oom_retry", mode="before")
     @classmethod
-    def _memory_unit(cls, value: Any) -> Any:
-        return _size_with_unit("memory", value)
+    def _memory_unit(cls, value: Any, info: ValidationInfo) -> Any:
+        return value if value is None else _size_with_unit(info.field_name or "memory", value)
 
-    @field_validator("memory")
+    @field_validator("memory", "memory_on_oom_retry")
     @classmethod
-    def _memory_parses(cls, value: str) -> str:
+    def _memory_parses(cls, value: str | None, info: ValidationInfo) -> str | None:
         from dask.utils import parse_bytes
 
+        if value is None:
+            return value
         try:
             parse_bytes(value)
         except ValueError as exc:
-            raise ValueError(f"memory {value!r} is not a size: write e.g. '4GiB' or '500MB'") from exc
+            raise ValueError(f"{info.field_name} {value!r} is not a size: write e.g. '4GiB' or '500MB'") from exc
         return value
+
+    @model_validator(mode="after")
+    def _oom_retry_is_more(self) -> BatchClusterSettings:
+        from dask.utils import parse_bytes
+
+        if self.memory_on_oom_retry and parse_bytes(self.memory_on_oom_retry) <= parse_bytes(self.memory):
+            raise ValueError(
+                f"memory_on_oom_retry {self.memory_on_oom_retry!r} is not more than memory "
+                f"{self.memory!r}: give the larger memory a retry should ask for, or leave it out"
+            )
+        return self
 
     @model_validator(mode="after")
     def _cores_split(self) -> BatchClusterSettings:

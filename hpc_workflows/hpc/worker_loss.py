@@ -194,6 +194,7 @@ class WorkerLossReporter:
     def __init__(self, kind: str, cluster: Any | None, ledger: SubmissionLedger):
         self._kind = kind
         self._ledger = ledger
+        self._cluster = cluster
         self._watch = WorkerLossWatch()
         self._losses: dict[str, int] = {}
         self._allowed = int(dask.config.get("distributed.scheduler.allowed-failures", 3))
@@ -207,6 +208,17 @@ class WorkerLossReporter:
         scheduler.add_plugin(self._watch, name=WorkerLossWatch.name)
         for address, ws in list(scheduler.workers.items()):  # local workers start before us
             self._watch.remember(address, ws)
+
+    def _more_memory(self) -> str:
+        """After an OOM kill: later worker jobs ask for ``memory_on_oom_retry``, if set."""
+        wanted = self._ledger.memory_on_oom_retry
+        # dask-jobqueue builds each new job from new_spec["options"] (the cluster's job kwargs).
+        options = (getattr(self._cluster, "new_spec", None) or {}).get("options")
+        if not wanted or options is None:
+            return ""
+        if options.get("memory") != wanted:
+            options["memory"] = wanted
+        return f"; worker jobs started from now on ask for {wanted} (memory_on_oom_retry)"
 
     def poll(self, running: Mapping[Any, str]) -> Iterator[tuple[str, str]]:
         """(step key, message) for each running step whose worker was lost since the last call.
@@ -224,6 +236,8 @@ class WorkerLossReporter:
             job_id = self._ledger.job_for_worker(lost.name) if lost.name else None
             fate = job_fate(self._kind, job_id) if job_id else None
             what = describe_loss(self._kind, lost, job_id, fate)
+            if fate is not None and fate.failure is FailureClass.OUT_OF_MEMORY:
+                what += self._more_memory()
             for step in steps:
                 n = self._losses[step] = self._losses.get(step, 0) + 1
                 then = ("Dask runs the step again on another worker" if n <= self._allowed else

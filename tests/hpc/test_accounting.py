@@ -184,3 +184,28 @@ def test_worker_killed_for_memory_is_an_oom_in_the_event_log(hpc_env: Path, monk
     events = [r.dagster_event for r in records if r.dagster_event
               and (r.dagster_event.message or "").startswith("Worker job accounting:")]
     assert events and events[0].event_specific_data.metadata["failure_classes"].value.get("out_of_memory"), messages
+
+
+@pytest.mark.slow
+def test_oom_killed_step_reruns_with_memory_on_oom_retry(hpc_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import dask
+    import dagster as dg
+    from dagster._core.definitions.reconstruct import ReconstructableJob
+
+    monkeypatch.setenv("HPCWF_TEST_HOG_MB", "1500")
+    monkeypatch.setenv("HPCWF_TEST_HOG_SECONDS", "15")
+    monkeypatch.setenv("DASK_DISTRIBUTED__WORKER__MEMORY__TERMINATE", "False")  # see the test above
+    recon = ReconstructableJob.for_file(str(Path(__file__).with_name("accounting_jobs.py")), "hog_job")
+    execution = {"cluster": {"slurm": batch_cluster(hpc_env, memory="1GiB", memory_on_oom_retry="3GiB")},
+                 "scale": 1, "worker_start_timeout": 180}
+    with dask.config.set({"distributed.scheduler.allowed-failures": 1}), dg.DagsterInstance.get() as instance:
+        with dg.execute_job(recon, instance=instance, run_config={"execution": {"config": execution}},
+                            raise_on_error=False) as result:
+            records = instance.all_logs(result.run_id)
+    messages = [r.dagster_event.message if r.dagster_event else r.user_message for r in records]
+    assert result.success, messages
+    lost = [m for m in messages if m and "was on worker" in m]
+    assert len(lost) == 1 and "ask for 3GiB (memory_on_oom_retry)" in lost[0], lost
+    jobs = subprocess.run(["sacct", "-n", "-X", "-P", "--name", f"dagster-{result.run_id[:8]}", "-o", "State,ReqMem"],
+                          capture_output=True, text=True, check=True).stdout.split()
+    assert jobs[0].startswith("FAILED|1") and any(j.endswith("|3G") for j in jobs[1:]), jobs
