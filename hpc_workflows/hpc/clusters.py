@@ -26,6 +26,7 @@ from .batch_jobs import SubmissionLedger, tracked_cluster_class
 from .retirement import JOB_START_ENV, RetireBeforeWalltime
 from .security import NO_HTTP_ROUTES, security_from_files, temporary_security
 from .settings import STEP_SLOT, BatchClusterSettings, ExecutorSettings, LocalClusterSettings
+from .step_budget import TIME_LEFT
 from .walltime import parse_walltime
 
 log = logging.getLogger(__name__)
@@ -190,7 +191,10 @@ def _open_batch(kind: str, s: BatchClusterSettings, name: str) -> RunCluster:
     ledger = SubmissionLedger(memory_on_oom_retry=s.memory_on_oom_retry)
     cluster_cls = tracked_cluster_class(kind, ledger)
     security = temporary_security() if s.tls else None
-    resources = {STEP_SLOT: 1, **s.resources}
+    life = s.lifetime()
+    # TIME_LEFT starts at the most a worker can have, so that a new worker is offered the
+    # steps waiting for time; RetireBeforeWalltime sets its true value before its first step.
+    resources = {STEP_SLOT: 1, TIME_LEFT: life.lifetime + life.stagger, **s.resources}
     if s.log_directory:
         Path(s.log_directory).mkdir(parents=True, exist_ok=True)
     kwargs: dict[str, Any] = dict(
@@ -221,7 +225,6 @@ def _open_batch(kind: str, s: BatchClusterSettings, name: str) -> RunCluster:
         kwargs["shared_temp_directory"] = s.shared_temp_directory or s.log_directory or str(Path.cwd())
     cluster = cluster_cls(**kwargs)
     client = Client(cluster, security=security, set_as_default=False)
-    life = s.lifetime()
     hard_limit = parse_walltime(s.walltime) - min(10, (parse_walltime(s.walltime) - life.lifetime) // 2)
     client.register_plugin(RetireBeforeWalltime(life.lifetime, life.stagger, hard_limit))
     return RunCluster(

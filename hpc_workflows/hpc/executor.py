@@ -58,6 +58,7 @@ from .accounting_events import run_accounting_events
 from .clusters import RunCluster, missing_resources
 from .pools import RunPools, pool_of, unknown_pools, unknown_pools_message
 from .refusal import refusal_message
+from .step_budget import StepBudget, duration_tag_problems
 from .settings import ExecutorSettings, validate_executor_settings
 from .worker_loss import WorkerLossReporter
 from .worker_step import run_step
@@ -166,6 +167,12 @@ class HpcDaskExecutor(Executor):
         unknown = unknown_pools(self.settings, execution_plan.get_all_steps_in_topo_order())
         if unknown:  # before any batch job is queued
             raise ExecutorConfigError(unknown_pools_message(self.settings, unknown))
+        too_long = duration_tag_problems(
+            execution_plan.get_all_steps_in_topo_order(),
+            lambda step: ExecutorSettings() if step.tags.get(COORDINATOR_TAG) == "coordinator"
+            else RunPools(self.settings, "").settings_of(pool_of(step.tags)))
+        if too_long:  # also before any batch job is queued
+            raise ExecutorConfigError("\n".join(too_long))
         cluster = RunPools(self.settings, f"dagster-{plan_context.run_id[:8]}")
         try:
             yield from self._orchestrate(plan_context, execution_plan, cluster)
@@ -193,6 +200,8 @@ class HpcDaskExecutor(Executor):
         # whose plan finds nothing to do never queues a worker job (pools: .pools).
         local: dict[concurrent.futures.Future, str] = {}
         coordinator = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="hpcw-coordinator")
+        # Steps of known duration start only on workers with that much time left (.step_budget).
+        budget = StepBudget(plan_context.instance, plan_context.dagster_run.job_name, run_id)
 
         with ActiveExecution(execution_plan, retry_mode=self.retries) as active:
             try:
@@ -232,7 +241,9 @@ class HpcDaskExecutor(Executor):
                             rc = cluster.open(pool)
                             losses[pool] = WorkerLossReporter(rc.kind, rc.cluster, rc.ledger)
                         try:
-                            wanted = {**rc.step_resources, **dask_resource_requirements(step.tags)}
+                            wanted = {**rc.step_resources, **dask_resource_requirements(step.tags),
+                                      **budget.resources_for(step.key, step.tags,
+                                                             cluster.settings_of(pool))}
                             lacking = missing_resources(wanted, rc.worker_resources)
                             problem = _impossible_resources(step.key, lacking, rc) if lacking else None
                         except ValueError as exc:
@@ -281,7 +292,7 @@ class HpcDaskExecutor(Executor):
                                 continue
                             if future in pool_of_future:  # that pool has a worker
                                 waiting_since[pool_of_future.pop(future)] = None
-                            yield from self._finish(plan_context, active, future, step_key)
+                            yield from self._finish(plan_context, active, future, step_key, budget)
                         if not done and running and time.monotonic() >= next_worker_check:
                             next_worker_check = time.monotonic() + _WORKER_CHECK
                             # Each pool with steps waiting: one pool's workers do not run
@@ -305,6 +316,7 @@ class HpcDaskExecutor(Executor):
         active: ActiveExecution,
         future: distributed.Future | concurrent.futures.Future,
         step_key: str,
+        budget: StepBudget | None = None,
     ) -> Iterator[DagsterEvent]:
         try:
             events = future.result()
@@ -321,6 +333,8 @@ class HpcDaskExecutor(Executor):
         else:
             if isinstance(future, distributed.Future):
                 future.release()  # free the worker's copy now: a draining worker waits for it
+            if budget is not None:
+                budget.record(events)
             for event in events:
                 yield event
                 active.handle_event(event)

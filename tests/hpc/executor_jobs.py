@@ -15,6 +15,7 @@ import dagster as dg
 
 from hpc_workflows.hpc.executor import COORDINATOR_TAG, hpc_dask_executor
 from hpc_workflows.hpc.pools import POOL_TAG
+from hpc_workflows.hpc.step_budget import EXPECTED_DURATION_TAG
 
 
 def _where(context) -> dict:
@@ -168,4 +169,33 @@ def pools_job():
     report_where(regrid_like(fetch_like()))
 
 
-defs = dg.Definitions(jobs=[fan_job, retry_skip_job, gpu_job, dask_in_step_job, pools_job])
+@dg.op(tags={EXPECTED_DURATION_TAG: "55"})
+def timed_work(context, i: int) -> dict:
+    """Runs HPCWF_TEST_STEP_SECONDS (under the 55 s its tag promises); records when, and where."""
+    start = time.time()
+    where = {"i": i, "start": start, "job_start": float(os.environ.get("HPCWF_JOB_START") or 0),
+             **_where(context)}
+    Path(os.environ["HPCWF_TEST_MARKERS"], f"timed-started-{i}-{os.getpid()}").write_text(json.dumps(where))
+    deadline = time.monotonic() + float(os.environ.get("HPCWF_TEST_STEP_SECONDS", "0"))
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+    return {**where, "end": time.time()}
+
+
+@dg.job(executor_def=hpc_dask_executor)
+def timed_job():
+    collect(fan_out().map(timed_work).collect())
+
+
+@dg.op(tags={EXPECTED_DURATION_TAG: "01:00:00"})
+def hour_long() -> int:
+    return 1
+
+
+@dg.job(executor_def=hpc_dask_executor)
+def hour_long_job():
+    hour_long()
+
+
+defs = dg.Definitions(jobs=[fan_job, retry_skip_job, gpu_job, dask_in_step_job, pools_job, timed_job,
+                            hour_long_job])
