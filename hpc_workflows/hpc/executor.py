@@ -14,6 +14,11 @@ dask-jobqueue's clusters, adding what runs on shared HPC systems need:
 - steps of ops tagged ``{"hpc_workflows/run_on": "coordinator"}`` (planning, summaries) run in
   the run's own process, and the cluster is opened only when a step that needs a worker is
   ready: a run whose plan finds nothing to do queues no batch job;
+- worker pools: steps of ops tagged ``{"hpc_workflows/worker_pool": "<name>"}`` run on the
+  cluster of ``worker_pools.<name>`` (e.g. a data-mover queue), others on ``cluster``
+  (:mod:`.pools`);
+- a step of known duration starts only on a worker that can finish it before its walltime
+  (:mod:`.step_budget`);
 - TLS with temporary credentials for batch clusters; the cluster closed and every worker job
   cancelled when the run ends, fails or is interrupted.
 
