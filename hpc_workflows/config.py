@@ -12,6 +12,7 @@ Every error names the field as a dotted path (``window.end``) and says how to fi
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import os
 import re
 from pathlib import Path
@@ -563,31 +564,48 @@ class WorkflowConfig(Config):
     @model_validator(mode="after")
     def _sources_plannable(self) -> "WorkflowConfig":
         # Planning is cheap and catches malformed templates and unreadable manifests now,
-        # before any batch job is queued.
-        from hpc_workflows.fetch import plan_sources, read_manifest
-
-        if self.source.template is not None:
-            sources = plan_sources(
-                self.window.start_datetime,
-                self.window.end_datetime,
-                self.window.step,
-                self.source.template,
-            )
-        else:
-            sources = read_manifest(_expand(self.source.manifest or ""))
-        # URL syntax, a transport for each scheme, no file name an archive client takes for
-        # an option: all knowable now, before a step or batch job starts.
-        from hpc_workflows.fetch.preflight import check_planned_sources
-
-        origin = "source.template" if self.source.template is not None else "source.manifest"
-        check_planned_sources(sources, self.source.transport, self.source.command, origin,
-                              self.source.batch_command)
-        if not sources:
-            raise ValueError(
-                "source: the window and template/manifest give no files: check window.start, "
-                "window.end and the manifest's times"
-            )
+        # before any batch job is queued. Every op of a run validates the same config again
+        # (each batch step on its worker): the check is memoised per process, keyed by what it
+        # reads, so a 10,000-file window is planned and checked once per process, not per step.
+        manifest = _expand(self.source.manifest) if self.source.manifest is not None else None
+        stamp = None
+        if manifest is not None:
+            try:
+                st = os.stat(manifest)
+                stamp = (st.st_size, st.st_mtime_ns)
+            except OSError:
+                stamp = None
+        _check_sources(
+            self.source.template, manifest, stamp, self.window.start, self.window.end, self.window.step,
+            self.source.transport, tuple(self.source.command or ()) if self.source.command else None,
+            tuple(self.source.batch_command or ()) if self.source.batch_command else None,
+        )
         return self
+
+
+@functools.lru_cache(maxsize=16)
+def _check_sources(template: Optional[str], manifest: Optional[str], manifest_stamp: Any, start: str,
+                   end: str, step: str, transport: str, command: Optional[tuple[str, ...]],
+                   batch_command: Optional[tuple[str, ...]]) -> None:
+    """Plan the sources and run the pre-flight checks; raise ValueError naming the field."""
+    from hpc_workflows.fetch import plan_sources, read_manifest
+    from hpc_workflows.fetch.preflight import check_planned_sources
+
+    if template is not None:
+        sources = plan_sources(parse_datetime(start, "window.start"), parse_datetime(end, "window.end"),
+                               step, template)
+    else:
+        sources = read_manifest(manifest or "")
+    # URL syntax, a transport for each scheme, no file name an archive client takes for
+    # an option: all knowable now, before a step or batch job starts.
+    origin = "source.template" if template is not None else "source.manifest"
+    check_planned_sources(sources, transport, list(command) if command else None, origin,
+                          list(batch_command) if batch_command else None)
+    if not sources:
+        raise ValueError(
+            "source: the window and template/manifest give no files: check window.start, "
+            "window.end and the manifest's times"
+        )
 
 
 def _expand(path: str) -> str:
