@@ -18,6 +18,7 @@ BENCHMARKS = {
     "executor": "executor_bench.py",  # 50-step fan-out: ours vs dagster-dask vs in_process
     "archive": "archive_bench.py",    # 100..10,958 tiny files: batches vs one step per file
     "instance": "instance_bench.py",  # concurrent event writers: SQLite vs PostgreSQL
+    "ui": "ui_bench.py",              # a run's page in headless Chromium, run history per file
 }
 
 
