@@ -7,6 +7,7 @@ thread), pipelined. A notebook, a test or a date-partitioned asset can call any 
 
 from __future__ import annotations
 
+import datetime
 import logging
 import shutil
 import time
@@ -134,13 +135,27 @@ def _unpack_and_merge(source: Source, job: BatchJob, archive: Path, work: Path,
     return merged
 
 
-def write_outputs(fetched: Fetched, job: BatchJob, ledger: Ledger) -> list[dict[str, Any]]:
+def write_outputs(fetched: Fetched, job: BatchJob, ledger: Ledger, *,
+                  neighbour: Fetched | Path | None = None,
+                  period: tuple[datetime.datetime, datetime.datetime] | None = None,
+                  ) -> list[dict[str, Any]]:
     """Regrid and write each product's output, verify it and record it in the ledger.
 
     An output the ledger knows but no longer finds complete (changed on disk, other settings)
     is removed first, so the output's own stamp cannot vouch for a file changed after it was
     written; an output the ledger does not know keeps today's check (its stamp of input sha256
     and settings hash) once, and is then recorded.
+
+    Parameters
+    ----------
+    fetched, job, ledger
+        The source on scratch, the run's settings, the output folder's ledger.
+    neighbour
+        When windows cross files (``job.neighbour_step``): the next file on scratch, or a path
+        standing for it when it could not be fetched (the windows that need it come out
+        missing). None: no neighbour (the run's last file, or files are independent).
+    period
+        The window starts this output owns (``[start, start + step)``).
     """
     from hpc_workflows.preprocess import preprocess_file
 
@@ -151,12 +166,30 @@ def write_outputs(fetched: Fetched, job: BatchJob, ledger: Ledger) -> list[dict[
         identity = wanted.get(product) or next(iter(wanted.values()))
         if ledger.known(identity.path) and not ledger.is_complete(identity):
             identity.path.unlink(missing_ok=True)
+        beside = _neighbour_path(neighbour, product)
+        extra: dict[str, Any] = {}
+        if job.neighbour_step is not None:
+            extra = {"neighbours": [beside] if beside is not None else [], "period": period}
         result = preprocess_file(path, identity.path, job.preprocess, input_sha256=sha,
-                                 provenance_sources=provenance)
+                                 provenance_sources=provenance, **extra)
         _verify(identity.path, sha, job.settings_digest)
-        ledger.record(identity, input_sha256=sha)
+        # Made while its neighbour was missing: written (its windows that needed the neighbour
+        # are missing) but NOT recorded, so the ledger does not call it complete and the next
+        # run rebuilds it once the neighbour is there. Checked on disk too: a skipped output
+        # (its stamp names the neighbour as missing) reports no missing neighbours itself.
+        if not result.missing_neighbours and (beside is None or beside.is_file()):
+            ledger.record(identity, input_sha256=sha)
         outputs.append(result.as_metadata())
     return outputs
+
+
+def _neighbour_path(neighbour: Fetched | Path | None, product: str) -> Path | None:
+    """The neighbour's merged input of the same product (a path that may not exist)."""
+    if neighbour is None or isinstance(neighbour, Path):
+        return neighbour
+    found = neighbour.products.get(product) or neighbour.products.get("data")
+    # A neighbour without this product stands for a missing one (a path that never exists).
+    return found[0] if found else Path(f"<no {product} in {neighbour.source.key}>")
 
 
 def _verify(output: Path, input_sha256: str, digest: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as _dt
 import math
 from dataclasses import dataclass
 from functools import cached_property
@@ -63,6 +64,10 @@ class BatchJob:
         Keep each file's scratch folder after its output is verified (default: remove it).
     source_format
         ``source.format``: ``auto`` (archive members recognised by content) or a forced format.
+    neighbour_step
+        Set (to ``window.step``) when the time aggregation's windows cross files (09Z rain
+        days): each file is then written with the next file's merged input beside it
+        (:mod:`.neighbours`). None: files are independent, as without aggregation.
     """
 
     fetch: FetchSettings
@@ -76,6 +81,7 @@ class BatchJob:
     files_in_flight: int = 4
     keep_scratch: bool = False
     source_format: str = "auto"
+    neighbour_step: _dt.timedelta | None = None
 
     @cached_property
     def settings_digest(self) -> str:

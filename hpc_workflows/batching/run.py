@@ -9,19 +9,32 @@
 So the first output is written while later files are still being fetched, at most
 ``files_in_flight`` files are on scratch at once (fetching, fetched and waiting, or being
 regridded), and a file's failure is collected in its result, never lost with the others' work.
+
+When the time aggregation's windows cross files (``job.neighbour_step``: 09Z rain days), files
+are written in time order, each once the NEXT file's merged input is on scratch too (its first
+steps end the file's last windows); a file's scratch goes as soon as it is written, since the
+file before it is already done. The next file of the batch's last file belongs to another
+batch: it is fetched again into this batch's own scratch (the other batch may be using its own
+copy on another worker) and removed once used. Scratch then holds at most
+``max(2, files_in_flight)`` files.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
 import logging
 import queue
+import shutil
 import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 from hpc_workflows.batching.files import (
+    Fetched,
     FileResult,
     clean_scratch,
     complete_result,
@@ -32,9 +45,12 @@ from hpc_workflows.batching.files import (
 )
 from hpc_workflows.batching.job import BatchJob
 from hpc_workflows.batching.ledger import Ledger
+from hpc_workflows.batching.neighbours import following_sources
 from hpc_workflows.fetch import Source
 
 __all__ = ["Progress", "run_batch"]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -70,6 +86,7 @@ def run_batch(
     ledger: Ledger | None = None,
     progress: Callable[[Progress], None] | None = None,
     log: logging.Logger | None = None,
+    run_sources: Sequence[Source] | None = None,
 ) -> list[FileResult]:
     """Process a batch of sources; return one result per source, in the order given.
 
@@ -85,6 +102,10 @@ def run_batch(
         Called in this thread after every file (the caller throttles what it logs).
     log
         Where fetching logs (retry warnings; default: the fetch logger). Called from threads.
+    run_sources
+        Every source of the run, when windows cross files (``job.neighbour_step``): the file
+        after each one is its neighbour, fetched too when it belongs to another batch.
+        Default: the batch itself (its last file then has no neighbour).
 
     Returns
     -------
@@ -119,63 +140,152 @@ def run_batch(
                           complete_before=complete_before, bytes_fetched=0,
                           seconds=time.perf_counter() - started,
                           last=results[sources[-1].key]))
-    for result in _pipeline(todo, job, ledger, log):
+    for result in _pipeline(todo, job, ledger, log, run_sources):
         results[result.key] = result
         report(result)
     return [results[s.key] for s in sources]
 
 
-def _pipeline(todo: list[Source], job: BatchJob, ledger: Ledger, log: logging.Logger | None):
-    """Yield each source's result as it finishes (fetch in threads, write in this thread)."""
+@dataclass(frozen=True)
+class _Fetch:
+    """One fetch of a batch: a file to write, or only the neighbour of one (another batch's)."""
+
+    source: Source
+    job: BatchJob  # whose scratch it goes to
+    write: bool
+    neighbour: int | None = None  # index of the next file's fetch, when windows cross files
+    period: tuple[datetime.datetime, datetime.datetime] | None = None
+
+
+def _fetches(todo: list[Source], job: BatchJob, run_sources: Sequence[Source] | None) -> list[_Fetch]:
+    """What a batch fetches, in order: its files, and when windows cross files, each file's
+    following file too when that belongs to another batch (fetched again into this batch's own
+    scratch: the other batch may be processing it on another worker at the same time)."""
+    if job.neighbour_step is None:
+        return [_Fetch(s, job, write=True) for s in todo]
+    plan = following_sources(run_sources or todo, job.neighbour_step)
+    # In time order, so a file's neighbour is fetched right after it and scratch stays bounded.
+    todo = sorted(todo, key=lambda s: (s.time is None, s.time or datetime.datetime.min))
+    mine = {s.key for s in todo}
+    borrowed = dataclasses.replace(job, workdir=job.workdir / f".neighbours_of_{todo[0].key}")
+    fetches: list[_Fetch] = []
+    waiting: dict[str, int] = {}  # next file's key -> index of the file that needs it
+    for source in todo:
+        if source.key in waiting:  # the previous file's neighbour is this one
+            previous = waiting.pop(source.key)
+            fetches[previous] = dataclasses.replace(fetches[previous], neighbour=len(fetches))
+        following, period = plan.get(source.key, (None, None))
+        fetches.append(_Fetch(source, job, write=True, period=period))
+        if following is None:
+            continue
+        if following.key in mine:
+            waiting[following.key] = len(fetches) - 1
+        else:
+            fetches[-1] = dataclasses.replace(fetches[-1], neighbour=len(fetches))
+            fetches.append(_Fetch(following, borrowed, write=False))
+    return fetches
+
+
+def _pipeline(todo: list[Source], job: BatchJob, ledger: Ledger, log: logging.Logger | None,
+              run_sources: Sequence[Source] | None = None):
+    """Yield each source's result as it finishes (fetch in threads, write in this thread).
+
+    Files are written as their fetches end; when windows cross files, in time order instead,
+    each once the next file is fetched too (its merged input is read for the windows' ends).
+    """
     if not todo:
         return
-    in_flight = max(1, job.files_in_flight)
+    fetches = _fetches(todo, job, run_sources)
+    ordered = job.neighbour_step is not None
+    # A file and its neighbour are on scratch together: fewer than two slots would deadlock.
+    in_flight = max(2 if ordered else 1, job.files_in_flight)
     slots = threading.Semaphore(in_flight)
     ready: queue.Queue = queue.Queue()
     stop = threading.Event()
+    got: dict[int, tuple[Fetched | None, BaseException | None, float]] = {}
 
-    def fetch_one(source: Source, began: float) -> None:
+    def fetch_one(index: int, began: float) -> None:
+        item = fetches[index]
         try:
-            ready.put((source, fetch_inputs(source, job, log), None, began))
+            ready.put((index, fetch_inputs(item.source, item.job, log), None, began))
         except BaseException as exc:  # noqa: BLE001 - handed to the writer, which records it
-            ready.put((source, None, exc, began))
+            ready.put((index, None, exc, began))
 
     def feed(pool: ThreadPoolExecutor) -> None:
-        for source in todo:
+        for index in range(len(fetches)):
             slots.acquire()  # a scratch slot: freed once this file's scratch is removed
             if stop.is_set():
-                ready.put((source, None, RuntimeError("batch stopped before this file was fetched"),
+                ready.put((index, None, RuntimeError("batch stopped before this file was fetched"),
                            time.perf_counter()))
                 continue
             try:
-                pool.submit(fetch_one, source, time.perf_counter())
+                pool.submit(fetch_one, index, time.perf_counter())
             except RuntimeError:  # the batch ended early and shut the pool down
                 return
 
+    def take(index: int | None) -> int:
+        """Wait for fetch ``index`` (None: for whichever ends first) and return its index."""
+        while index is None or index not in got:
+            done, fetched, error, began = ready.get()
+            got[done] = (fetched, error, began)
+            if index is None:
+                return done
+        return index
+
+    def release(index: int) -> None:
+        item = fetches[index]
+        if not item.write:  # a borrowed neighbour: only this batch used it
+            shutil.rmtree(item.job.scratch(item.source.key), ignore_errors=True)
+        got.pop(index, None)
+        slots.release()
+
+    order = [i for i, f in enumerate(fetches) if f.write]
     pool = ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="hpcw-fetch")
     feeder = threading.Thread(target=feed, args=(pool,), name="hpcw-feed", daemon=True)
     feeder.start()
     try:
-        for _ in range(len(todo)):
-            source, fetched, error, began = ready.get()
+        for next_index in order:
+            index = take(next_index if ordered else None)
+            item = fetches[index]
+            fetched, error, began = got[index]
+            neighbour: Fetched | Path | None = None
+            if item.neighbour is not None:
+                take(item.neighbour)
+                neighbour, trouble, _ = got[item.neighbour]
+                if neighbour is None:  # it stands for a missing neighbour: windows missing
+                    neighbour = _absent(fetches[item.neighbour], trouble, log)
             try:
                 if error is None:
                     try:
-                        outputs = write_outputs(fetched, job, ledger)
+                        outputs = write_outputs(fetched, job, ledger, neighbour=neighbour,
+                                                period=item.period)
                     except Exception as exc:  # this file fails; the batch goes on
                         error = exc
                 if error is not None:
-                    clean_scratch(job, source.key, failed=True)
-                    yield failed_result(source, error, began)
+                    clean_scratch(job, item.source.key, failed=True)
+                    yield failed_result(item.source, error, began)
                 else:
-                    clean_scratch(job, source.key, failed=False)
-                    yield FileResult(key=source.key, status="written", fetch=fetched.as_dict(),
+                    clean_scratch(job, item.source.key, failed=False)
+                    yield FileResult(key=item.source.key, status="written", fetch=fetched.as_dict(),
                                      outputs=outputs, seconds=time.perf_counter() - began)
             finally:
-                slots.release()
+                release(index)
+                if item.neighbour is not None and not fetches[item.neighbour].write:
+                    release(item.neighbour)
     finally:
         # Interrupted (step cancelled, generator closed): fetch no more; let running fetches end.
         stop.set()
-        for _ in range(len(todo)):
+        for _ in range(len(fetches)):
             slots.release()
         pool.shutdown(wait=False, cancel_futures=True)
+        if ordered:
+            shutil.rmtree(job.workdir / f".neighbours_of_{fetches[0].source.key}", ignore_errors=True)
+
+
+def _absent(item: _Fetch, error: BaseException | None, log: logging.Logger | None) -> Path:
+    """A path standing for a neighbour that could not be fetched (it never exists)."""
+    if not item.write:  # another batch's file: its own step reports the failure; say it here
+        (log or logger).warning("%s: the next file %s could not be fetched (%s): the windows "
+                                "that need it are written missing and redone by a later run",
+                                item.job.workdir.name, item.source.key, error)
+    return item.job.scratch(item.source.key) / "not-fetched"

@@ -158,8 +158,11 @@ def process_batch_op(context: OpExecutionContext, config: WorkflowConfig, batch:
     job = batch_job(config)
     sources = [Source(**s) for s in batch]
     warnings = _RunWarnings(context.log)
+    # Windows across files: the run's other files name each file's neighbour.
+    run_sources = planned_sources(config) if job.neighbour_step is not None else None
     results = run_batch(sources, job, progress=_ProgressLog(context, warnings, PROGRESS_EVERY_S),
-                        log=warnings)  # type: ignore[arg-type]  # a logger for what fetch calls
+                        log=warnings,  # type: ignore[arg-type]  # a logger for what fetch calls
+                        run_sources=run_sources)
     warnings.forward()
     failed = [r for r in results if r.status == "failed"]
     metadata = {

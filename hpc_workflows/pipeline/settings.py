@@ -55,10 +55,14 @@ def unpack_limits(cfg: WorkflowConfig) -> UnpackLimits:
 
 def batch_job(cfg: WorkflowConfig) -> BatchJob:
     """The plain settings every batch of this run shares (see hpc_workflows.batching)."""
+    from hpc_workflows.batching.neighbours import crosses_files
+
     batching = cfg.batching or BatchingConfig()
+    preprocess = preprocess_settings(cfg)
+    step = parse_step(cfg.window.step)
     return BatchJob(
         fetch=fetch_settings(cfg),
-        preprocess=preprocess_settings(cfg),
+        preprocess=preprocess,
         output_dir=cfg.output.directory_path,
         output_name=cfg.output.name,
         workdir=cfg.output.workdir_path,
@@ -68,6 +72,8 @@ def batch_job(cfg: WorkflowConfig) -> BatchJob:
         files_in_flight=batching.files_in_flight,
         keep_scratch=batching.keep_scratch,
         source_format=cfg.source.format,
+        # Windows that cross files (09Z rain days) read the next file's first steps.
+        neighbour_step=step if crosses_files(preprocess.time_aggregation, step) else None,
     )
 
 
