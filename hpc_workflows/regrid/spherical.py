@@ -60,9 +60,8 @@ def _next(k: np.ndarray, width: int) -> np.ndarray:
 
 
 def _take(a: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    if a.ndim == 3:
-        return np.take_along_axis(a, idx[..., None], axis=1)
-    return np.take_along_axis(a, idx, axis=1)
+    """``a[i, idx[i, j]]`` (plain fancy indexing: a few times faster than take_along_axis)."""
+    return a[np.arange(a.shape[0])[:, None], idx]
 
 
 def _compact(points: np.ndarray, keep: np.ndarray, flags: np.ndarray
@@ -75,11 +74,12 @@ def _compact(points: np.ndarray, keep: np.ndarray, flags: np.ndarray
 
 
 def _split_edges(corners: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(m, 4, 3) quadrilaterals -> (m, 8, 3) polygons whose edges are monotonic in z.
+    """(m, 4, 3) quadrilaterals -> (m, <= 8, 3) polygons whose edges are monotonic in z.
 
     Each edge is followed by its latitude extreme when that lies strictly inside the arc
-    (z rises at one end of the arc and falls at the other), else by a repeat of its start,
-    a zero-length edge that changes no area and no clip.
+    (z rises at one end of the arc and falls at the other). Polygons are padded to the
+    widest of the batch; most fine cells have no such extreme, so they stay 4 wide and
+    every clip of their pairs does half the work.
     """
     q = np.roll(corners, -1, axis=1)
     cross = _cross(corners, q)
@@ -95,8 +95,11 @@ def _split_edges(corners: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     u = sign[..., None] * _unit(u)
     pts = np.empty(corners.shape[:1] + (8, 3))
     pts[:, 0::2] = corners
-    pts[:, 1::2] = np.where(inner[..., None], u, corners)
-    return pts, np.full(corners.shape[0], 8)
+    pts[:, 1::2] = u
+    keep = np.ones(pts.shape[:2], dtype=bool)
+    keep[:, 1::2] = inner
+    pts, k, _ = _compact(pts, keep, keep)
+    return pts, k
 
 
 def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
