@@ -7,8 +7,10 @@ thread), pipelined. A notebook, a test or a date-partitioned asset can call any 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import logging
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -19,11 +21,12 @@ from hpc_workflows.batching.job import BatchJob, is_netcdf_name
 from hpc_workflows.batching.ledger import Ledger
 from hpc_workflows.fetch import FetchError, Source, fetch, merge_daily, sha256_file, unpack
 from hpc_workflows.fetch.errors import redact_url
+from hpc_workflows.fetch.fetcher import FetchResult
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["FileResult", "Fetched", "clean_scratch", "fetch_inputs", "outputs_complete", "process_file",
-           "write_outputs"]
+           "recall_inputs", "write_outputs"]
 
 
 @dataclass
@@ -66,13 +69,16 @@ class FileResult:
                 "error": self.error, "retryable": self.retryable, "seconds": round(self.seconds, 3)}
 
 
-def fetch_inputs(source: Source, job: BatchJob, log: logging.Logger | None = None) -> Fetched:
+def fetch_inputs(source: Source, job: BatchJob, log: logging.Logger | None = None, *,
+                 recalled: FetchResult | None = None) -> Fetched:
     """Fetch one source to its scratch folder; unpack and merge an archive per product.
 
     ``log`` receives the fetch's retry warnings and per-file lines (default: the fetch logger).
+    ``recalled``: the source is already in its scratch ``download`` folder, verified, by a
+    batched recall (:func:`recall_inputs`); only unpacking and merging are left.
     """
     work = job.scratch(source.key)
-    result = fetch(source, work / "download", job.fetch, log=log)
+    result = recalled or fetch(source, work / "download", job.fetch, log=log)
     single = _gridded_format(result.path, job)
     if single == "netcdf":
         products = {"data": (result.path, result.sha256)}
@@ -89,6 +95,48 @@ def fetch_inputs(source: Source, job: BatchJob, log: logging.Logger | None = Non
         products = {p: (f, sha256_file(f)) for p, f in merged.items()}
     return Fetched(source=source, sha256=result.sha256, skipped=result.skipped, bytes=result.bytes,
                    seconds=result.seconds, products=products)
+
+
+def recall_inputs(items: list[tuple[Source, BatchJob]], staging: Path,
+                  log: logging.Logger | None = None) -> dict[str, FetchResult | BaseException]:
+    """Recall several sources in one archive command (``fetch.batch_command``), then move each
+    verified file into its own scratch ``download`` folder, as :func:`fetch_inputs` expects.
+
+    Parameters
+    ----------
+    items
+        ``(source, job)`` pairs: the job says whose scratch a file goes to.
+    staging
+        A folder of this batch's own for the recall (removed afterwards).
+    log
+        Where the recall logs.
+
+    Returns
+    -------
+    dict
+        key -> the file's FetchResult (now in its scratch), or the error that source got
+        (a file the archive could not give fails alone; the others go on).
+    """
+    from hpc_workflows.fetch.recall import fetch_batch
+
+    found: dict[str, FetchResult | BaseException] = {}
+    try:
+        outcome = fetch_batch([s for s, _ in items], staging, items[0][1].fetch, log=log)
+        for source, job in items:
+            if source.key in outcome.failures:
+                found[source.key] = outcome.failures[source.key]
+                continue
+            result = outcome.results[source.key]
+            place = job.scratch(source.key) / "download" / source.filename
+            place.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(result.path, place)  # same filesystem (both under workdir): atomic
+            found[source.key] = dataclasses.replace(result, path=place)
+    except Exception as exc:  # noqa: BLE001 - e.g. two sources with one file name: each fails
+        for source, _ in items:
+            found.setdefault(source.key, exc)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return found
 
 
 def _gridded_format(path: Path, job: BatchJob) -> str | None:

@@ -17,6 +17,10 @@ file before it is already done. The next file of the batch's last file belongs t
 batch: it is fetched again into this batch's own scratch (the other batch may be using its own
 copy on another worker) and removed once used. Scratch then holds at most
 ``max(2, files_in_flight)`` files.
+
+With ``fetch.batch_command`` (a tape archive), the files are recalled in groups: one archive
+command per group of ``files_in_flight`` files (one less with neighbours), each file then
+verified on its own, unpacked and merged (:func:`~hpc_workflows.batching.files.recall_inputs`).
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from hpc_workflows.batching.files import (
     failed_result,
     fetch_inputs,
     outputs_complete,
+    recall_inputs,
     write_outputs,
 )
 from hpc_workflows.batching.job import BatchJob
@@ -211,15 +216,40 @@ def _pipeline(todo: list[Source], job: BatchJob, ledger: Ledger, log: logging.Lo
         except BaseException as exc:  # noqa: BLE001 - handed to the writer, which records it
             ready.put((index, None, exc, began))
 
-    def feed(pool: ThreadPoolExecutor) -> None:
-        for index in range(len(fetches)):
-            slots.acquire()  # a scratch slot: freed once this file's scratch is removed
-            if stop.is_set():
-                ready.put((index, None, RuntimeError("batch stopped before this file was fetched"),
-                           time.perf_counter()))
+    def recall_group(indices: list[int], began: float) -> None:
+        staging = job.workdir / f".recall_{fetches[indices[0]].source.key}"
+        recalled = recall_inputs([(fetches[i].source, fetches[i].job) for i in indices], staging, log)
+        for index in indices:
+            item = fetches[index]
+            got_one = recalled[item.source.key]
+            if isinstance(got_one, BaseException):
+                ready.put((index, None, got_one, began))
                 continue
             try:
-                pool.submit(fetch_one, index, time.perf_counter())
+                ready.put((index, fetch_inputs(item.source, item.job, log, recalled=got_one), None, began))
+            except BaseException as exc:  # noqa: BLE001 - handed to the writer, which records it
+                ready.put((index, None, exc, began))
+
+    # Batched tape recalls: one archive command per group of files, a group no larger than
+    # the scratch slots (with neighbours, one less: a group's last file waits for the next
+    # group's first, which needs a free slot).
+    group = (max(1, in_flight - 1) if ordered else in_flight) if job.fetch.batch_command else 1
+
+    def feed(pool: ThreadPoolExecutor) -> None:
+        for first in range(0, len(fetches), group):
+            indices = list(range(first, min(first + group, len(fetches))))
+            for _ in indices:
+                slots.acquire()  # a scratch slot: freed once this file's scratch is removed
+            if stop.is_set():
+                for index in indices:
+                    ready.put((index, None, RuntimeError("batch stopped before this file was fetched"),
+                               time.perf_counter()))
+                continue
+            try:
+                if job.fetch.batch_command:
+                    pool.submit(recall_group, indices, time.perf_counter())
+                else:
+                    pool.submit(fetch_one, indices[0], time.perf_counter())
             except RuntimeError:  # the batch ended early and shut the pool down
                 return
 
