@@ -14,6 +14,7 @@ import pytest
 
 from hpc_workflows.fetch import FetchSettings, Source
 from hpc_workflows.fetch.recall import build_batch_argv, fetch_batch
+from tests.hpc.conftest import wait_until
 
 BATCH = ["moo", "get", "-f", "{src}", "{dest_dir}"]
 REPO = Path(__file__).resolve().parents[2]
@@ -119,7 +120,13 @@ import sys
 from pathlib import Path
 from hpc_workflows.fetch import FetchSettings, Source
 from hpc_workflows.fetch.recall import fetch_batch
-dest, slots, limit, *names = sys.argv[1:]
+import os, time
+dest, slots, limit, gate, *names = sys.argv[1:]
+# Start together: a client that starts late under load could never overlap the others.
+Path(gate, f"ready-{os.getpid()}").touch()
+deadline = time.monotonic() + 120
+while not Path(gate, "go").exists() and time.monotonic() < deadline:
+    time.sleep(0.01)  # polling the gate file, bounded by the deadline
 settings = FetchSettings(transport="command", command=["moo", "get", "-f", "{src}", "{dest}"],
                          batch_command=["moo", "get", "-f", "{src}", "{dest_dir}"], host_lock_dir=slots,
                          max_archive_commands=int(limit))
@@ -144,17 +151,21 @@ def _max_overlap(intervals: list[tuple[float, float]]) -> int:
 
 @pytest.mark.parametrize("limit", [1, 2])
 def test_concurrent_recalls_are_capped_across_threads_and_processes(moo, tmp_path, monkeypatch, limit):
-    """Two processes with two threads each; every client call holds 0.3 s mid-transfer."""
+    """Four client processes started together; every client call holds 1 s mid-transfer."""
     names = [f"f{i}.tar" for i in range(8)]
     _archive(moo, names, checksums=False)
-    monkeypatch.setenv("FAKE_MOO_HOLD", "0.3")
+    monkeypatch.setenv("FAKE_MOO_HOLD", "1.0")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
+    gate = tmp_path / "gate"
+    gate.mkdir()
     procs = []
     for p in range(2):
         for t in range(2):
             batch = names[(2 * p + t) * 2:(2 * p + t) * 2 + 2]
             procs.append(subprocess.Popen([sys.executable, "-c", _WORKER, str(tmp_path / "dl"),
-                                           str(tmp_path / "slots"), str(limit), *batch], env=env))
+                                           str(tmp_path / "slots"), str(limit), str(gate), *batch], env=env))
+    wait_until(lambda: len(list(gate.glob("ready-*"))) == 4, 120, "the four clients to be ready")
+    (gate / "go").touch()
     assert [p.wait(timeout=120) for p in procs] == [0, 0, 0, 0]
     intervals = _intervals()
     assert len(intervals) == 4
