@@ -159,26 +159,32 @@ def test_pipeline_run_writes_accounting_next_to_run_summary(hpc_env: Path, monke
     assert accounting["jobs"] and all(j["source"] == "sacct" and j["elapsed"] > 0 for j in accounting["jobs"])
 
 
-@pytest.mark.slow
-def test_worker_killed_for_memory_is_an_oom_in_the_event_log(hpc_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import dask
+def _run_hog(hpc_env: Path, monkeypatch: pytest.MonkeyPatch, hold: int, allowed_failures: int, **cluster):
+    """hog_job (accounting_jobs.py): one step touching 1500 MiB for ``hold`` s on SLURM workers."""
     import dagster as dg
+    import dask
     from dagster._core.definitions.reconstruct import ReconstructableJob
 
     monkeypatch.setenv("HPCWF_TEST_HOG_MB", "1500")
-    monkeypatch.setenv("HPCWF_TEST_HOG_SECONDS", "30")
+    monkeypatch.setenv("HPCWF_TEST_HOG_SECONDS", str(hold))
     # Dask's nanny would kill the worker itself at 95% of its limit, inside a job that goes on
     # running; off here, so that the batch system's memory enforcement is what ends the job.
     monkeypatch.setenv("DASK_DISTRIBUTED__WORKER__MEMORY__TERMINATE", "False")
     recon = ReconstructableJob.for_file(str(Path(__file__).with_name("accounting_jobs.py")), "hog_job")
-    execution = {"cluster": {"slurm": batch_cluster(hpc_env, memory="1GiB")}, "scale": 1,
-                 "worker_start_timeout": 180}
-    with dask.config.set({"distributed.scheduler.allowed-failures": 0}), dg.DagsterInstance.get() as instance:
-        with dg.execute_job(recon, instance=instance, run_config={"execution": {"config": execution}},
-                            raise_on_error=False) as result:
-            records = instance.all_logs(result.run_id)
-    assert not result.success
+    execution = {"cluster": {"slurm": batch_cluster(hpc_env, **cluster)}, "scale": 1, "worker_start_timeout": 180}
+    with dask.config.set({"distributed.scheduler.allowed-failures": allowed_failures}):
+        with dg.DagsterInstance.get() as instance:
+            with dg.execute_job(recon, instance=instance, run_config={"execution": {"config": execution}},
+                                raise_on_error=False) as result:
+                records = instance.all_logs(result.run_id)
     messages = [r.dagster_event.message if r.dagster_event else r.user_message for r in records]
+    return result, records, messages
+
+
+@pytest.mark.slow
+def test_worker_killed_for_memory_is_an_oom_in_the_event_log(hpc_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    result, records, messages = _run_hog(hpc_env, monkeypatch, hold=30, allowed_failures=0, memory="1GiB")
+    assert not result.success
     lost = [m for m in messages if m and "was on worker" in m]
     assert lost and "failure class out_of_memory" in lost[0] and "out of memory" in lost[0], messages
     events = [r.dagster_event for r in records if r.dagster_event
@@ -188,21 +194,8 @@ def test_worker_killed_for_memory_is_an_oom_in_the_event_log(hpc_env: Path, monk
 
 @pytest.mark.slow
 def test_oom_killed_step_reruns_with_memory_on_oom_retry(hpc_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import dask
-    import dagster as dg
-    from dagster._core.definitions.reconstruct import ReconstructableJob
-
-    monkeypatch.setenv("HPCWF_TEST_HOG_MB", "1500")
-    monkeypatch.setenv("HPCWF_TEST_HOG_SECONDS", "15")
-    monkeypatch.setenv("DASK_DISTRIBUTED__WORKER__MEMORY__TERMINATE", "False")  # see the test above
-    recon = ReconstructableJob.for_file(str(Path(__file__).with_name("accounting_jobs.py")), "hog_job")
-    execution = {"cluster": {"slurm": batch_cluster(hpc_env, memory="1GiB", memory_on_oom_retry="3GiB")},
-                 "scale": 1, "worker_start_timeout": 180}
-    with dask.config.set({"distributed.scheduler.allowed-failures": 1}), dg.DagsterInstance.get() as instance:
-        with dg.execute_job(recon, instance=instance, run_config={"execution": {"config": execution}},
-                            raise_on_error=False) as result:
-            records = instance.all_logs(result.run_id)
-    messages = [r.dagster_event.message if r.dagster_event else r.user_message for r in records]
+    result, _, messages = _run_hog(hpc_env, monkeypatch, hold=15, allowed_failures=1,
+                                   memory="1GiB", memory_on_oom_retry="3GiB")
     assert result.success, messages
     lost = [m for m in messages if m and "was on worker" in m]
     assert len(lost) == 1 and "ask for 3GiB (memory_on_oom_retry)" in lost[0], lost
