@@ -14,7 +14,9 @@ own SQLite DAGSTER_HOME; a kept folder's successful run is reused. Then
   (``Succeeded (S)`` with S the run's step count: every step's status is in) and the run's
   end in the log (``RUN_SUCCESS``: the log streamed to its end) are on screen. The code location is loaded
   and the first-visit dialog dismissed by a warm-up visit first; each load is a fresh page
-  (repeated ``--loads`` times: median and max).
+  (repeated ``--loads`` times: median and max). ``header s`` is the time until the page's
+  header shows the run's id: the app's own load, the same for any run, against which the
+  full page's time is read.
 
 Goals: run page <= 5 s, history <= 2 KB per file. Timings on a shared 2-core machine: read the
 trend. Not a test: nothing here is asserted in the suite.
@@ -115,9 +117,11 @@ class Ui:
             self.proc.wait()
 
 
-def time_run_page(ui: Ui, run_id: str, steps: int, loads: int, timeout_s: float = 180) -> list[float]:
-    """Seconds from navigation to ``/runs/<id>`` until the step list counts all ``steps`` as
-    succeeded and the log shows RUN_SUCCESS, for ``loads`` fresh pages after a warm-up visit."""
+def time_run_page(ui: Ui, run_id: str, steps: int, loads: int,
+                  timeout_s: float = 180) -> list[tuple[float, float]]:
+    """Seconds from navigation to ``/runs/<id>`` until its header shows, and until the step
+    list counts all ``steps`` as succeeded and the log shows RUN_SUCCESS, for ``loads`` fresh
+    pages after a warm-up visit."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -137,9 +141,13 @@ def time_run_page(ui: Ui, run_id: str, steps: int, loads: int, timeout_s: float 
                 page.add_locator_handler(page.get_by_role("button", name="Skip"), lambda loc: loc.click())
                 started = time.perf_counter()
                 page.goto(f"{ui.base}/runs/{run_id}", timeout=timeout_s * 1000)
+                # The header (the run's short id) needs only the app and the run's record: what
+                # any run's page costs, whatever its size.
+                page.get_by_text(run_id[:8], exact=True).first.wait_for(state="visible", timeout=timeout_s * 1000)
+                header = time.perf_counter() - started
                 for text in (f"Succeeded ({steps})", "RUN_SUCCESS"):
                     page.get_by_text(text, exact=True).first.wait_for(state="visible", timeout=timeout_s * 1000)
-                times.append(time.perf_counter() - started)
+                times.append((header, time.perf_counter() - started))
                 page.close()
             return times
         finally:
@@ -159,17 +167,18 @@ def measure(work: Path, n: int, loads: int) -> dict:
         ui.stop()
     return {"files": n, "steps": steps, "run_wall": wall, "rows": rows, "event_kb": event_bytes / 1024,
             "event_b_per_file": event_bytes / n, "db_b_per_file": db_bytes / n, "home_b_per_file": _du(home) / n,
-            "page_median": statistics.median(times), "page_max": max(times)}
+            "header_median": statistics.median(t[0] for t in times),
+            "page_median": statistics.median(t[1] for t in times), "page_max": max(t[1] for t in times)}
 
 
 def _print(rows: list[dict]) -> None:
     print(f"\nUI benchmark, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; {GOALS}")
     print(f"{'files':>6} {'steps':>5} {'run s':>7} {'events':>7} {'event KB':>9} {'ev B/file':>9} {'db B/file':>9} "
-          f"{'home B/file':>11} {'page s med':>10} {'page s max':>10}")
+          f"{'home B/file':>11} {'header s':>8} {'page s med':>10} {'page s max':>10}")
     for r in rows:
         wall = f"{r['run_wall']:7.1f}" if r["run_wall"] is not None else f"{'reused':>7}"
         print(f"{r['files']:6d} {r['steps']:5d} {wall} {r['rows']:7d} {r['event_kb']:9.0f} {r['event_b_per_file']:9.0f} "
-              f"{r['db_b_per_file']:9.0f} {r['home_b_per_file']:11.0f} {r['page_median']:10.2f} "
+              f"{r['db_b_per_file']:9.0f} {r['home_b_per_file']:11.0f} {r['header_median']:8.2f} {r['page_median']:10.2f} "
               f"{r['page_max']:10.2f}", flush=True)
 
 
