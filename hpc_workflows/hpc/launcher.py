@@ -159,7 +159,7 @@ class BatchRunLauncher(RunLauncher, ConfigurableClass):
         self._instance.report_engine_event(
             f"Submitted the run's coordinator as {self._scheduler.kind} job {job_id} "
             f"(queue {spec.queue or 'default'}, walltime {spec.walltime}, memory {spec.memory}, "
-            f"cores {spec.cores}); script {script}, logs {log_base}.{job_id}.out/.err",
+            f"cores {spec.cores}); script and logs in {log_dir}",
             run,
             cls=self.__class__,
         )
@@ -179,7 +179,9 @@ class BatchRunLauncher(RunLauncher, ConfigurableClass):
             return False
         before = self._scheduler.state(job_id)
         if before.ended:
-            return False
+            # The job is gone but the run never said so: what the user asked for is true.
+            self._instance.report_run_canceled(run, f"Terminated: the coordinator's {before.describe()} had ended.")
+            return True
         self._instance.report_run_canceling(run)
         self._scheduler.cancel(job_id)
         if before.waiting:
