@@ -343,9 +343,9 @@ def make_rotated_input(path: Path, ny: int, nx: int, nsteps: int, res: float) ->
         t = nc.createVariable("time", "f8", ("time",))
         t.units, t.standard_name = "hours since 2020-01-01", "time"
         t[:] = np.arange(nsteps)
-        for name, values in (("rlat", rlat), ("rlon", rlon)):
+        for name, values, axis in (("rlat", rlat, "latitude"), ("rlon", rlon, "longitude")):
             v = nc.createVariable(name, "f8", (name,))
-            v.units, v.standard_name = "degrees", f"grid_{'latitude' if name == 'rlat' else 'longitude'}"
+            v.units, v.standard_name = "degrees", f"grid_{axis}"
             v[:] = values
         crs = nc.createVariable("rotated_pole", "i4")
         crs.setncatts({"grid_mapping_name": "rotated_latitude_longitude",
@@ -574,8 +574,9 @@ def bench_weights_1m(work: Path, rounds: int) -> None:
         if cdo:
             sec, rss = run(["cdo", "-s", "-O", f"gencon,{grid}", str(src), str(work / "w.nc")])
             rows["cdo gencon"].append((float("nan"),) * 4 + (sec, rss))
-        print(f"    round {r + 1}: ours build {float(build):.2f} s, process {rows['ours'][-1][4]:.2f}"
-              f" s" + (f"; cdo gencon {sec:.2f} s" if cdo else ""), flush=True)
+        print(f"    round {r + 1}: ours build {float(build):.2f} s, process "
+              f"{rows['ours'][-1][4]:.2f} s" + (f"; cdo gencon {sec:.2f} s" if cdo else ""),
+              flush=True)
     print(f"  {'candidate':<12} {'build s':>8} {'CPU s':>7} {'load s':>8} {'grid read s':>11} "
           f"{'process s':>9} {'peakRSS MiB':>11}  (medians; {nnz} nonzeros)")
     for name, v in rows.items():
