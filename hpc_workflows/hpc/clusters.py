@@ -187,16 +187,18 @@ def _open_local(s: LocalClusterSettings, name: str, n_workers: int) -> RunCluste
     return RunCluster("local", client, cluster, resources, s.threads_per_worker, security=security)
 
 
-def _open_batch(kind: str, s: BatchClusterSettings, name: str) -> RunCluster:
-    ledger = SubmissionLedger(memory_on_oom_retry=s.memory_on_oom_retry)
-    cluster_cls = tracked_cluster_class(kind, ledger)
-    security = temporary_security() if s.tls else None
+def batch_cluster_kwargs(
+    s: BatchClusterSettings, name: str, security: Security | None
+) -> tuple[dict[str, Any], dict[str, float]]:
+    """The SLURMCluster/PBSCluster keyword arguments of a run, and its workers' Dask resources.
+
+    One definition for the cluster a run opens and for ``hpc-workflows plan``, which prints
+    the job script these arguments make without submitting anything.
+    """
     life = s.lifetime()
     # TIME_LEFT starts at the most a worker can have, so that a new worker is offered the
     # steps waiting for time; RetireBeforeWalltime sets its true value before its first step.
     resources = {STEP_SLOT: 1, TIME_LEFT: life.lifetime + life.stagger, **s.resources}
-    if s.log_directory:
-        Path(s.log_directory).mkdir(parents=True, exist_ok=True)
     kwargs: dict[str, Any] = dict(
         name=name,
         job_name=name,
@@ -223,6 +225,17 @@ def _open_batch(kind: str, s: BatchClusterSettings, name: str) -> RunCluster:
     )
     if security is not None:
         kwargs["shared_temp_directory"] = s.shared_temp_directory or s.log_directory or str(Path.cwd())
+    return kwargs, resources
+
+
+def _open_batch(kind: str, s: BatchClusterSettings, name: str) -> RunCluster:
+    ledger = SubmissionLedger(memory_on_oom_retry=s.memory_on_oom_retry)
+    cluster_cls = tracked_cluster_class(kind, ledger)
+    security = temporary_security() if s.tls else None
+    life = s.lifetime()
+    if s.log_directory:
+        Path(s.log_directory).mkdir(parents=True, exist_ok=True)
+    kwargs, resources = batch_cluster_kwargs(s, name, security)
     cluster = cluster_cls(**kwargs)
     client = Client(cluster, security=security, set_as_default=False)
     hard_limit = parse_walltime(s.walltime) - min(10, (parse_walltime(s.walltime) - life.lifetime) // 2)
