@@ -3,6 +3,7 @@
 ``hpc-workflows init-home [DIR]``  create a persistent DAGSTER_HOME with telemetry off
 ``hpc-workflows report DIR``       print what a run wrote and a sanity figure per output
 ``hpc-workflows check-config FILE`` validate a run config YAML without running anything
+``hpc-workflows plan FILE``        what a run of FILE would do and cost; nothing is submitted
 ``hpc-workflows datasets ...``     check dataset files, show which dates exist, sync Dagster with the disk
 ``hpc-workflows postgres ...``     a private PostgreSQL server for the Dagster instance
 ``hpc-workflows ui``               the web UI for its owner only (Unix socket, secret token)
@@ -72,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("ui", add_help=False, help="the web UI for you only (hpc-workflows ui --help)")
     sub.add_parser("datasets", add_help=False,
                    help="check dataset files, show complete/missing dates, sync Dagster with the disk")
+    sub.add_parser("plan", add_help=False,
+                   help="files, bytes, outputs, job scripts and cost of a run; nothing submitted")
     sub.add_parser("postgres", add_help=False,
                    help="a private PostgreSQL for the Dagster instance (start|status|stop)")
     argv = sys.argv[1:] if argv is None else argv
@@ -83,6 +86,10 @@ def main(argv: list[str] | None = None) -> int:
         from hpc_workflows.datasets.cli import main as datasets_main
 
         return datasets_main(argv[1:])
+    if argv[:1] == ["plan"]:
+        from hpc_workflows.hpc.dry_run import main as plan_main
+
+        return plan_main(argv[1:])
     if argv[:1] == ["postgres"]:
         from hpc_workflows.pgserver import main as postgres_main
 
