@@ -63,7 +63,7 @@ from .accounting_events import run_accounting_events
 from .clusters import RunCluster, missing_resources
 from .pools import RunPools, pool_of, unknown_pools, unknown_pools_message
 from .refusal import refusal_message
-from .step_budget import StepBudget, duration_tag_problems
+from .step_budget import StepBudget, duration_tag_problems, replace_short_workers
 from .settings import ExecutorSettings, validate_executor_settings
 from .worker_loss import WorkerLossReporter
 from .worker_step import run_step
@@ -306,6 +306,10 @@ class HpcDaskExecutor(Executor):
                                 waiting_since[pool] = self._check_workers(
                                     cluster.opened[pool], waiting_since.get(pool),
                                     cluster.settings_of(pool).worker_start_timeout)
+                                for address in replace_short_workers(cluster.opened[pool]):
+                                    plan_context.log.info(
+                                        f"worker {address} is too close to its walltime for the "
+                                        "steps waiting: retired, a fresh worker job replaces it")
                     elif not active.is_complete:
                         active.sleep_til_ready()  # e.g. a retry's delay
 

@@ -21,6 +21,7 @@ import random
 import time
 
 from distributed import WorkerPlugin
+from distributed.core import Status
 
 from .settings import STEP_SLOT
 from .step_budget import TIME_LEFT
@@ -89,6 +90,8 @@ class RetireBeforeWalltime(WorkerPlugin):
     async def _retire(self, worker, drain_at: float, hard_at: float) -> None:
         while time.time() < drain_at:
             await asyncio.sleep(min(TIME_LEFT_EVERY, max(0.0, drain_at - time.time())))
+            if worker.status not in (Status.running, Status.paused):
+                return  # retired or closing already (e.g. by step_budget.replace_short_workers)
             if TIME_LEFT not in worker.state.total_resources:
                 continue
             left = self._time_left(drain_at)

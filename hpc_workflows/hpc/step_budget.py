@@ -188,3 +188,30 @@ def duration_tag_problems(steps: Iterable[Any], settings_of: Callable[[Any], Exe
         except ValueError as exc:
             problems.append(f'step "{step.key}": {exc}')
     return problems
+
+
+def _short_idle_workers(dask_scheduler: Any) -> list[str]:
+    """On the scheduler: idle workers with less TIME_LEFT than the least any waiting step needs."""
+    needs = [ts.resource_restrictions[TIME_LEFT] for ts in dask_scheduler.unrunnable
+             if TIME_LEFT in (ts.resource_restrictions or {})]
+    if not needs:
+        return []
+    least = min(needs)
+    return [ws.address for ws in dask_scheduler.workers.values()
+            if not ws.processing and ws.resources.get(TIME_LEFT, least) < least]
+
+
+def replace_short_workers(rc: Any) -> list[str]:
+    """Retire the idle workers of a batch cluster that are too close to their walltime for any
+    step waiting for time, so that the adaptive loop replaces them now, not at their drain time.
+
+    A step that asks for more TIME_LEFT than every worker has waits on the scheduler, where no
+    worker sees it (a step queued on a worker makes that worker drain itself, see
+    :mod:`.retirement`). Returns the addresses retired.
+    """
+    if rc.kind not in ("slurm", "pbs") or rc.cluster is None:
+        return []
+    short = rc.client.run_on_scheduler(_short_idle_workers)
+    if short:
+        rc.client.retire_workers(workers=short, close_workers=True, remove=True)
+    return short

@@ -169,9 +169,8 @@ def pools_job():
     report_where(regrid_like(fetch_like()))
 
 
-@dg.op(tags={EXPECTED_DURATION_TAG: "55"})
-def timed_work(context, i: int) -> dict:
-    """Runs HPCWF_TEST_STEP_SECONDS (under the 55 s its tag promises); records when, and where."""
+def _timed(context, i: int) -> dict:
+    """Runs HPCWF_TEST_STEP_SECONDS (under what the op's tag promises); records when, and where."""
     start = time.time()
     where = {"i": i, "start": start, "job_start": float(os.environ.get("HPCWF_JOB_START") or 0),
              **_where(context)}
@@ -182,9 +181,29 @@ def timed_work(context, i: int) -> dict:
     return {**where, "end": time.time()}
 
 
+@dg.op(tags={EXPECTED_DURATION_TAG: "55"})
+def timed_work(context, i: int) -> dict:
+    return _timed(context, i)
+
+
 @dg.job(executor_def=hpc_dask_executor)
 def timed_job():
     collect(fan_out().map(timed_work).collect())
+
+
+@dg.op(tags={EXPECTED_DURATION_TAG: "60"})
+def timed_first(context) -> dict:
+    return _timed(context, 0)
+
+
+@dg.op(tags={EXPECTED_DURATION_TAG: "60"})
+def timed_second(context, first: dict) -> list[dict]:
+    return [first, _timed(context, 1)]
+
+
+@dg.job(executor_def=hpc_dask_executor)
+def timed_chain_job():
+    collect(timed_second(timed_first()))
 
 
 @dg.op(tags={EXPECTED_DURATION_TAG: "01:00:00"})
@@ -198,4 +217,4 @@ def hour_long_job():
 
 
 defs = dg.Definitions(jobs=[fan_job, retry_skip_job, gpu_job, dask_in_step_job, pools_job, timed_job,
-                            hour_long_job])
+                            hour_long_job, timed_chain_job])

@@ -90,3 +90,29 @@ def test_expected_duration_from_this_run_and_earlier_runs(hpc_env, monkeypatch):
     assert parse_expected_duration("90") == 90 and parse_expected_duration("00:01:30") == 90
     with pytest.raises(ValueError, match="hpc_workflows/expected_duration"):
         parse_expected_duration("soon")
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_idle_worker_too_short_for_the_waiting_step_is_replaced_at_once(testbed, hpc_env, monkeypatch):
+    """The second of two chained 40 s steps (tagged 60 s) is ready when the only worker has
+    less time left than that: the worker, idle, is retired then, not at its drain time.
+
+    walltime 104 s, lifetime_margin 6 s: drain at 98 +/- 3 s into the job. The first step ends
+    40 s or more into the job, leaving at most 101 - 40 - 2 < 60 s; without the replacement the
+    worker would idle until 95-101 s.
+    """
+    monkeypatch.setenv("HPCWF_TEST_STEP_SECONDS", "40")
+    cluster = batch_cluster(hpc_env, walltime="00:01:44", lifetime_margin="00:00:06")
+    ok, records, _ = run_test_job("timed_chain_job", {"cluster": {"slurm": cluster}, "scale": 1})
+    assert ok, event_messages(records)
+    first, second = json.loads((hpc_env / "out.json").read_text())["results"]
+    assert first["slurm_job_id"] != second["slurm_job_id"], (first, second)
+    for step in (first, second):
+        assert step["start"] + 40 <= step["job_start"] + 104, step
+    end = _sacct_end(first["slurm_job_id"])
+    assert end is not None, "sacct has no end for the first worker job"
+    # Its drain time is 98 +/- 3 s into the job: ending before 95 s means it was replaced.
+    assert end - first["job_start"] < 95, (
+        f"the first worker job ended {end - first['job_start']:.0f} s into the job, "
+        f"{end - first['end']:.0f} s after its last step: it idled until its drain time")
