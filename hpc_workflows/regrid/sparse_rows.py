@@ -30,7 +30,14 @@ banded blocks (:meth:`SparseRows.left_apply` when rows form no runs, ``M @ x``)
 ELL (:meth:`SparseRows.right_apply` when rows form no runs, ``x @ M.T``)
     Every row padded to the same number of entries: ``x[..., idx]`` gathered and weighted
     with ``einsum``. Used for the longitude factor and for full matrices (bilinear and
-    nearest from curvilinear or projected grids: 1-4 entries per row).
+    nearest from curvilinear or projected grids: 1-4 entries per row; conservative from
+    curvilinear grids: ~3). The padded width is capped (:func:`_ell_width`) so that a few
+    long rows cannot blow up every row: ORCA2 -> 1 degree conservative has target cells near
+    the tripolar fold with 234 source cells against 3.0 on average, and padding every row to
+    234 made each step gather 64 800 x 234 values. Rows longer than the cap are kept apart
+    in CSR form and applied by gathering their entries and summing each row with
+    ``np.add.reduceat`` (numpy, so no scipy import and no GIL held), overwriting the zero
+    that the padded part computed for them.
 
 Padding (zeros in dense blocks, repeated columns with weight 0 in ELL) takes part in the
 arithmetic, so a NaN in the input can reach a target cell through a zero weight. Callers
@@ -61,10 +68,71 @@ BLOCK_ROWS = 4
 # conservation that the tests demand.
 _UNIFORM_RTOL = 1e-13
 
+# Cost of one entry of a long row (gather, multiply, reduceat) relative to one padded ELL slot,
+# in :func:`_ell_width`'s choice of the padded width; measured ~3-4 on ORCA2 -> 1 degree.
+_LONG_ENTRY_COST = 4
+
+# Padding may add up to this many times the entries of the non-empty rows before the padded
+# width is capped at all: regular grid pairs (every row of a factor within one or two entries
+# of the longest) never reach it, so their layouts are exactly as before.
+_MAX_PAD_FILL = 2
+
 # A dense block may hold at most this many times the entries of the rows it replaces before
 # left_apply falls back to gathering (a matrix that is not banded would otherwise turn into
 # dense blocks as wide as the source grid).
 _MAX_BLOCK_FILL = 8
+
+
+class _Long(NamedTuple):
+    """Rows longer than the padded width, in CSR form (see the module docstring)."""
+
+    rows: np.ndarray  # which rows (intp)
+    starts: np.ndarray  # offset of each row's first entry in idx/w (for np.add.reduceat)
+    idx: np.ndarray  # columns of their entries, row after row
+    w: np.ndarray  # their weights
+
+    def right(self, x: np.ndarray, out: np.ndarray) -> None:
+        """``out[..., rows] = (x @ M.T)[..., rows]``."""
+        if self.rows.size:
+            terms = np.take(x, self.idx, axis=-1, mode="clip")
+            terms *= self.w
+            out[..., self.rows] = np.add.reduceat(terms, self.starts, axis=-1)
+
+    def left(self, x: np.ndarray, out: np.ndarray) -> None:
+        """``out[..., rows, :] = (M @ x)[..., rows, :]``."""
+        if self.rows.size:
+            terms = np.take(x, self.idx, axis=-2, mode="clip")
+            terms *= self.w[:, None]
+            out[..., self.rows, :] = np.add.reduceat(terms, self.starts, axis=-2)
+
+
+class _Ell(NamedTuple):
+    """The ELL layout: every row padded to ``idx.shape[1]`` entries, plus the long rows."""
+
+    idx: np.ndarray  # (nrows, width) columns; a long row's are its first column, weight 0
+    w: np.ndarray  # (nrows, width) weights
+    long: _Long
+
+
+def _ell_width(counts: np.ndarray) -> int:
+    """Padded width for rows with ``counts`` entries; longer rows go to the CSR remainder.
+
+    The longest row when padding to it costs at most :data:`_MAX_PAD_FILL` times the entries
+    of the non-empty rows; else the width minimising the estimated work per product, ``rows
+    with entries x width + _LONG_ENTRY_COST x entries of longer rows``.
+    """
+    filled = np.sort(counts[counts > 0])
+    if filled.size == 0:
+        return 1
+    longest = int(filled[-1])
+    nnz = int(filled.sum())
+    if filled.size * longest <= _MAX_PAD_FILL * nnz:
+        return longest
+    widths = np.unique(filled)
+    # Entries in rows longer than each candidate width: total minus those in rows <= width.
+    upto = np.cumsum(filled)[np.searchsorted(filled, widths, side="right") - 1]
+    cost = filled.size * widths + _LONG_ENTRY_COST * (nnz - upto)
+    return int(widths[np.argmin(cost)])
 
 
 class _Runs(NamedTuple):
@@ -76,6 +144,7 @@ class _Runs(NamedTuple):
     rest: np.ndarray  # rows in no run
     rest_idx: np.ndarray  # (len(rest), k') ELL columns of those rows
     rest_w: np.ndarray  # (len(rest), k') ELL weights
+    long: _Long  # rows longer than k' (all in rest): applied after the ELL gather
     columns: np.ndarray  # (k, nrows) windows.T, contiguous: one weight per row, per column
     # Per run whose rows all share one window: that window zero-padded and cut into rows of
     # ``stride`` weights, one per block a row reads (see right_apply); else None.
@@ -208,12 +277,15 @@ class SparseRows:
             if runs.rest.size:
                 gathered = np.take(x, runs.rest_idx, axis=-2, mode="clip")
                 out[..., runs.rest, :] = np.einsum("...rtn,rt->...rn", gathered, runs.rest_w)
+                runs.long.left(x, out)
             return out
         blocks = self._kernel("blocks", dtype)
         if blocks is None:  # not banded: gather rows instead
-            idx, w = self._kernel("ell", dtype)
-            gathered = np.take(x, idx, axis=-2, mode="clip")
-            return np.einsum("...rtn,rt->...rn", gathered, w, out=out)
+            ell = self._kernel("ell", dtype)
+            gathered = np.take(x, ell.idx, axis=-2, mode="clip")
+            np.einsum("...rtn,rt->...rn", gathered, ell.w, out=out)
+            ell.long.left(x, out)
+            return out
         for r0, r1, c0, c1, dense in blocks:
             if dense is None:
                 out[..., r0:r1, :] = 0
@@ -255,12 +327,15 @@ class SparseRows:
             if runs.rest.size:
                 gathered = np.take(x, runs.rest_idx, axis=-1, mode="clip")
                 out[..., runs.rest] = np.einsum("...rt,rt->...r", gathered, runs.rest_w)
+                runs.long.right(x, out)
             return out
-        idx, w = self._kernel("ell", dtype)
+        ell = self._kernel("ell", dtype)
         # take(mode="clip") skips the bounds checks of x[..., idx] (the indices are valid by
         # construction): 0.25 against 0.39 ms for a 180 x 1440 -> 360 longitude step.
-        gathered = np.take(x, idx, axis=-1, mode="clip")
-        return np.einsum("...rt,rt->...r", gathered, w, out=out)
+        gathered = np.take(x, ell.idx, axis=-1, mode="clip")
+        np.einsum("...rt,rt->...r", gathered, ell.w, out=out)
+        ell.long.right(x, out)
+        return out
 
     @staticmethod
     def _check_out(out: np.ndarray | None, shape: tuple[int, ...], dtype: type) -> np.ndarray:
@@ -319,9 +394,9 @@ class SparseRows:
             kernel = self._kernels[key]
         return kernel
 
-    def _ell(self, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+    def _ell(self, dtype: np.dtype) -> _Ell:
         counts = np.diff(self.indptr)
-        width = max(1, int(counts.max()) if counts.size else 1)
+        width = _ell_width(counts)
         nrows = self.shape[0]
         slot = np.arange(self.nnz) - np.repeat(self.indptr[:-1], counts)
         rows = np.repeat(np.arange(nrows), counts)
@@ -331,9 +406,15 @@ class SparseRows:
         first[filled] = self.indices[self.indptr[:-1][filled]]
         idx = np.repeat(first[:, None], width, axis=1)
         weights = np.zeros((nrows, width), dtype=dtype)
-        idx[rows, slot] = self.indices
-        weights[rows, slot] = self.data
-        return idx, weights
+        short = (counts <= width)[rows]
+        idx[rows[short], slot[short]] = self.indices[short]
+        weights[rows[short], slot[short]] = self.data[short]
+        long_rows = np.flatnonzero(counts > width)
+        starts = np.zeros(long_rows.size, dtype=np.intp)
+        np.cumsum(counts[long_rows][:-1], out=starts[1:])
+        long = _Long(long_rows, starts, self.indices[~short].astype(np.intp),
+                     self.data[~short].astype(dtype))
+        return _Ell(idx, weights, long)
 
     def _blocks(self, dtype: np.dtype) -> list[tuple] | None:
         blocks, dense_total = [], 0
@@ -359,10 +440,12 @@ class SparseRows:
         counts = np.diff(self.indptr)
         if self.nnz == 0:
             return None
-        width = int(counts.max())
+        # The window width is the ELL cap: a few long rows (see _ell_width) would otherwise
+        # widen every row's window; they go to the rest, whose ELL keeps them apart.
+        width = _ell_width(counts)
         if width > ncols:
             return None
-        filled = counts > 0
+        filled = (counts > 0) & (counts <= width)
         first = np.zeros(nrows, dtype=np.int64)
         last = np.zeros(nrows, dtype=np.int64)
         first[filled] = self.indices[self.indptr[:-1][filled]]
@@ -394,7 +477,7 @@ class SparseRows:
         if covered.sum() < nrows // 2:
             return None
         rest = np.flatnonzero(~covered)
-        idx, w = self._ell(dtype)
+        ell = self._ell(dtype)
         uniform = []
         for j0, j1, _, step in runs:
             win = windows[j0:j1]
@@ -408,6 +491,6 @@ class SparseRows:
             padded = np.zeros(step * -(-width // step), dtype=dtype)
             padded[:width] = win[0]
             uniform.append(padded.reshape(-1, step))
-        return _Runs(width, windows, runs, rest, idx[rest], w[rest],
+        return _Runs(width, windows, runs, rest, ell.idx[rest], ell.w[rest], ell.long,
                      np.ascontiguousarray(windows.T), uniform)
 

@@ -224,3 +224,57 @@ def test_complete_global_fields_and_infinities_follow_the_rule() -> None:
         np.testing.assert_allclose(got[t], ref, rtol=1e-12, atol=1e-12)
     assert np.isposinf(got[2]).any() and np.isneginf(got[2]).any()
     assert np.isnan(got[1]).sum() == 0 and np.isnan(got[3]).any()
+
+
+def _kernel_nbytes(kernel: object) -> int:
+    """Bytes of all numpy arrays a kernel holds (walking its tuples and lists)."""
+    if isinstance(kernel, np.ndarray):
+        return kernel.nbytes
+    if isinstance(kernel, (tuple, list)):
+        return sum(_kernel_nbytes(k) for k in kernel)
+    return 0
+
+
+def _with_long_rows(base: sp.csr_matrix, rows: list[int], length: int,
+                    seed: int) -> sp.csr_matrix:
+    """``base`` with ``rows`` replaced by rows of ``length`` random entries anywhere."""
+    rng = np.random.default_rng(seed)
+    m = base.tolil()
+    for r in rows:
+        m[r, :] = 0
+        cols = rng.choice(base.shape[1], size=length, replace=False)
+        m[r, cols] = rng.random(length)
+    return m.tocsr()
+
+
+LONG_ROWS = {
+    # ORCA2 -> 1 degree in small: ~3 entries per row, a few rows (the fold) with hundreds.
+    "scattered rows, 5 long (ell)": (lambda: _with_long_rows(
+        sp.random(2000, 3000, density=1e-3, random_state=5, format="csr"),
+        [0, 7, 999, 1500, 1999], 500, seed=6), "ell"),
+    # The runs layout keeps its strided views for the regular rows; the long ones join the rest.
+    "nested lon factor, 3 long rows (runs)": (lambda: _with_long_rows(
+        _lon(np.arange(0.5, 360, 1.0)), [50, 51, 200], 300, seed=7), "runs"),
+}
+
+
+@pytest.mark.parametrize("name", list(LONG_ROWS))
+def test_a_few_long_rows_match_scipy_and_do_not_pad_every_row(name: str) -> None:
+    """Products equal scipy's CSR ones, and the kernels stay a small multiple of the entries
+    (padding every row to the longest one would hold ~100x nnz here)."""
+    make, layout = LONG_ROWS[name]
+    ref = make()
+    s = SparseRows.from_scipy(ref)
+    assert _layout(s) == layout
+    rng = np.random.default_rng(8)
+    x = rng.normal(size=(3, ref.shape[1]))
+    xl = rng.normal(size=(2, ref.shape[1], 5))
+    np.testing.assert_allclose(s.right_apply(x), (ref @ x.T).T, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(s.left_apply(xl), np.stack([ref @ xi for xi in xl]),
+                               rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(s.right_apply(x, np.float32), (ref @ x.T).T,
+                               rtol=1e-4, atol=1e-4)
+    padded = sum(_kernel_nbytes(k) for k in s._kernels.values())
+    # One index (8 bytes) and one weight (8 bytes) per entry, four times over, covers the
+    # padded part, the long rows and the run windows together.
+    assert padded <= 4 * 16 * s.nnz, (padded, s.nnz)
