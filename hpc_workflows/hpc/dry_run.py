@@ -105,20 +105,34 @@ def _resolved(path: Path, job_name: str) -> tuple[Any, Any, list[str]]:
     return validate_workflow_config(workflow), validate_executor_settings(executor), report.warnings
 
 
+def _size_of(client: Any, url: str) -> int | None:
+    """A URL's size by HEAD, or (servers that refuse HEAD: 405, 501) by a one-byte range GET."""
+    response = client.head(url)
+    if response.status_code < 400 and response.headers.get("content-length") is not None:
+        return int(response.headers["content-length"])
+    if response.status_code not in (405, 501):
+        return None
+    with client.stream("GET", url, headers={"Range": "bytes=0-0"}) as got:  # body never read
+        total = got.headers.get("content-range", "").rpartition("/")[2]
+        if got.status_code == 206 and total.isdigit():
+            return int(total)
+        length = got.headers.get("content-length")
+        return int(length) if got.status_code == 200 and length is not None else None
+
+
 def _head_sizes(urls: list[str], limit: int, timeout: float) -> dict[str, int]:
-    """Content-Length of at most ``limit`` http(s) URLs by HEAD; failures are just unknown."""
+    """Sizes of at most ``limit`` http(s) URLs (HEAD); failures and timeouts are just unknown."""
     import httpx
 
     sizes: dict[str, int] = {}
     with httpx.Client(timeout=timeout, follow_redirects=True) as client:
         for url in urls[:limit]:
             try:
-                response = client.head(url)
-                length = response.headers.get("content-length")
-                if response.status_code < 400 and length is not None:
-                    sizes[url] = int(length)
+                size = _size_of(client, url)
             except (httpx.HTTPError, ValueError):
                 continue  # a dry run reports what it can; the run itself retries and says why
+            if size is not None:
+                sizes[url] = size
     return sizes
 
 
@@ -236,7 +250,7 @@ def make_plan(path: str | Path, *, head: int = 0, head_timeout: float = 3.0,
         A run config YAML (as for ``dagster job execute -c``).
     head : int
         At most this many HTTP HEAD requests for the sizes of http(s) files the manifest does
-        not give a size for (0: none).
+        not give a size for (0: none). Local files' sizes are read from the filesystem.
     head_timeout : float
         Seconds each HEAD request may take (connect and read).
     job_name : str
@@ -262,6 +276,10 @@ def make_plan(path: str | Path, *, head: int = 0, head_timeout: float = 3.0,
     work = plan_work(sources, job, (cfg.batching or BatchingConfig()).files_per_step)
     todo = [s for batch in work.batches for s in batch]
     sizes = {s.url: s.size for s in todo if s.size is not None}
+    for s in todo:  # a local file's size costs one stat (the filesystem transport's sources)
+        local = s.url.removeprefix("file://")
+        if s.url not in sizes and "://" not in local and Path(local).is_file():
+            sizes[s.url] = Path(local).stat().st_size
     if head > 0:
         unknown = [s.url for s in todo if s.size is None and s.url.startswith(("http://", "https://"))]
         sizes.update(_head_sizes(unknown, head, head_timeout))

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -143,3 +144,42 @@ def test_plan_submits_nothing(testbed: None, tmp_path: Path) -> None:
     assert "#SBATCH -p debug" in done.stdout and "2 to do" in done.stdout
     assert job_ids() - before == set()
     assert accounted() - before_acct == set()
+
+
+def test_bytes_from_manifest_filesystem_and_bounded_head(tmp_path: Path) -> None:
+    from tests.fetch.fault_server import FaultServer, sha256_hex
+
+    local = tmp_path / "local.nc"
+    local.write_bytes(b"x" * 700)
+    bodies = {"/a.nc": b"a" * 1000, "/b.nc": b"b" * 2000, "/c.nc": b"c" * 4000}
+    with FaultServer() as server:
+        entries = [{"key": "local", "url": str(local), "checksum": f"sha256:{sha256_hex(b'x' * 700)}"}]
+        for i, (name, body) in enumerate(sorted(bodies.items())):
+            entry = {"key": name[1], "url": server.add(name, body),
+                     "checksum": f"sha256:{sha256_hex(body)}"}
+            if i == 0:
+                entry["size"] = 5  # the manifest's size is used as written: no request for it
+            entries.append(entry)
+        manifest = tmp_path / "manifest.yaml"
+        manifest.write_text(yaml.safe_dump({"sources": entries}))
+        path = _config(tmp_path)
+        cfg = yaml.safe_load(path.read_text())
+        cfg["ops"]["fetch_and_regrid"]["config"]["source"]["manifest"] = str(manifest)
+        path.write_text(yaml.safe_dump(cfg))
+
+        plan = make_plan(path)  # no HEAD asked: manifest and local sizes only
+        assert (plan.bytes_known, plan.files_size_unknown) == (705, 2)
+        assert server.requests() == []
+        plan = make_plan(path, head=1)  # one URL asked, not two
+        assert (plan.bytes_known, plan.files_size_unknown) == (2705, 1)
+        assert {r.path for r in server.requests()} == {"/b.nc"}
+        server.hold = 5.0  # a server that does not answer: each request gives up after 1 s
+        started = time.monotonic()
+        plan = make_plan(path, head=5, head_timeout=1.0)
+        assert time.monotonic() - started < 4.5
+        assert (plan.bytes_known, plan.files_size_unknown) == (705, 2)
+        server.hold = 0
+        plan = make_plan(path, head=5, head_timeout=1.0)
+        assert (plan.bytes_known, plan.files_size_unknown) == (6705, 0)
+        # This server has no HEAD: one byte asked by range instead (its body is never read).
+        assert {r.range for r in server.requests()} == {"bytes=0-0"}
