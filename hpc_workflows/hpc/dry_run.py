@@ -46,6 +46,7 @@ class History:
     core_hours: float | None = None  # of the whole earlier run's worker jobs
     max_rss: int | None = None  # peak of one worker job, bytes
     failures: dict[str, int] = field(default_factory=dict)
+    start_seconds: float = 0.0  # mean queue wait + worker start-up of a worker job
 
     @property
     def core_hours_per_file(self) -> float | None:
@@ -156,9 +157,14 @@ def read_history(output_dir: Path) -> History | None:
     history = History(summary_file, len(seconds), sum(seconds) / len(seconds))
     accounting_file = output_dir / "run_accounting.json"
     try:
-        totals = json.loads(accounting_file.read_text())["totals"]
+        accounting = json.loads(accounting_file.read_text())
+        totals, jobs = accounting["totals"], accounting.get("jobs") or []
     except (OSError, ValueError, KeyError, TypeError):
         return history
+    startups = [j["startup"] for j in jobs if isinstance(j, dict) and j.get("startup") is not None]
+    # Before its first file a run waits for a worker: in the queue, then while it starts.
+    history.start_seconds = (totals.get("queue_wait_mean") or 0.0) + (
+        sum(startups) / len(startups) if startups else 0.0)
     history.accounting_file = accounting_file
     history.core_hours = totals.get("core_hours")
     history.max_rss = totals.get("max_rss")
@@ -213,7 +219,7 @@ def _estimate_and_warnings(plan: RunPlan, executor: Any, files_per_step: int) ->
         return warnings
     workers = max(1, executor.workers_wanted()[1])
     s = executor.cluster.settings
-    wall = history.seconds_per_file * plan.todo / workers
+    wall = history.start_seconds + history.seconds_per_file * plan.todo / workers
     per_file = history.core_hours_per_file
     core_hours = (per_file * plan.todo if per_file is not None
                   else wall * workers * _cores_per_worker(s) / 3600.0)
@@ -334,7 +340,8 @@ def format_plan(plan: RunPlan) -> str:
         lines.append("  estimate: no history (no earlier run_summary.json in the output folder)")
     else:
         lines.append(f"  history: {h.files_written} file(s) written by the last run, "
-                     f"{h.seconds_per_file:.2f} s per file ({h.summary_file}"
+                     f"{h.seconds_per_file:.2f} s per file, {h.start_seconds:.0f} s queue wait "
+                     f"and worker start-up ({h.summary_file}"
                      + (f", {h.accounting_file})" if h.accounting_file else ")"))
     if plan.estimate is not None:
         e = plan.estimate

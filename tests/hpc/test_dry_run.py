@@ -72,8 +72,10 @@ def _history(out: Path, seconds: float, files: int, max_rss: int | None,
                     "fetch": {"skipped": True, "bytes": 0, "seconds": 0.0}})
     (out / "run_summary.json").write_text(json.dumps({"results": results}))
     if max_rss is not None:
-        (out / "run_accounting.json").write_text(json.dumps({"jobs": [], "totals": {
-            "core_hours": 0.5, "max_rss": max_rss, "failures": failures or {}}}))
+        (out / "run_accounting.json").write_text(json.dumps({
+            "jobs": [{"startup": 4.0}, {"startup": 6.0}],
+            "totals": {"core_hours": 0.5, "max_rss": max_rss, "failures": failures or {},
+                       "queue_wait_mean": 10.0}}))
 
 
 def test_estimate_and_warnings_from_history(tmp_path: Path) -> None:
@@ -85,8 +87,9 @@ def test_estimate_and_warnings_from_history(tmp_path: Path) -> None:
     assert plan.history is not None and plan.history.files_written == 4
     assert plan.history.seconds_per_file == pytest.approx(600.0)
     assert plan.estimate is not None
-    # 2 files x 600 s over 2 workers; core-hours from the last run's: 0.5 / 4 files x 2 files.
-    assert plan.estimate.wall_seconds == pytest.approx(600.0)
+    # 10 s queue + 5 s start-up, then 2 files x 600 s over 2 workers; core-hours from the last
+    # run's: 0.5 / 4 files x 2 files.
+    assert plan.estimate.wall_seconds == pytest.approx(615.0)
     assert plan.estimate.core_hours == pytest.approx(0.25)
     text = "\n".join(plan.warnings)
     assert "execution.config.cluster.slurm.walltime" in text
@@ -96,7 +99,7 @@ def test_estimate_and_warnings_from_history(tmp_path: Path) -> None:
     # Short files and a small peak: no warnings, the estimate scales with the history.
     _history(tmp_path / "out", seconds=3.0, files=4, max_rss=2**28)
     plan = make_plan(path)
-    assert plan.warnings == [] and plan.estimate.wall_seconds == pytest.approx(3.0)
+    assert plan.warnings == [] and plan.estimate.wall_seconds == pytest.approx(18.0)
 
 
 def test_job_script_is_dask_jobqueues_and_leaves_no_trace(tmp_path: Path) -> None:
