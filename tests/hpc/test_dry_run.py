@@ -186,3 +186,14 @@ def test_bytes_from_manifest_filesystem_and_bounded_head(tmp_path: Path) -> None
         assert (plan.bytes_known, plan.files_size_unknown) == (6705, 0)
         # This server has no HEAD: one byte asked by range instead (its body is never read).
         assert {r.range for r in server.requests()} == {"bytes=0-0"}
+
+
+def test_a_script_per_batch_pool(tmp_path: Path) -> None:
+    execution = {"cluster": {"local": {"threads_per_worker": 1}}, "scale": 1,
+                 "worker_pools": {"fetch": {"cluster": {"slurm": batch_cluster(
+                     tmp_path, queue="movers", walltime="00:20:00")}, "scale": 1}}}
+    plan = make_plan(_config(tmp_path, execution))
+    assert list(plan.job_scripts) == ["fetch"]
+    kind, script = plan.job_scripts["fetch"]
+    assert kind == "slurm" and "#SBATCH -p movers" in script and "#SBATCH -t 00:20:00" in script
+    assert "slurm worker job script of pool fetch" in format_plan(plan)
