@@ -285,12 +285,15 @@ class HpcDaskExecutor(Executor):
                         pool_of_future[future] = pool
                         future.add_done_callback(finished.put)
                     yield from active.concurrency_event_iterator(plan_context)
-                    for reporter in losses.values():
-                        for step_key, message in reporter.poll(running):
-                            plan_context.for_step(active.get_step_by_key(step_key)).log.warning(message)
+                    _report_losses(plan_context, active, losses, running)
 
                     if running or local:
                         done = _drain(finished, timeout=_POLL)
+                        if done:
+                            # A lost worker can end its step at once (KilledWorker once
+                            # allowed-failures is used up): explain the loss while the step is
+                            # still in `running`, before its failure is reported.
+                            _report_losses(plan_context, active, losses, running)
                         for future in done:
                             step_key = running.pop(future, None) or local.pop(future, None)
                             if step_key is None:
@@ -399,6 +402,14 @@ def _impossible_resources(step_key: str, lacking: dict[str, float], rc: RunClust
         "execution.config.cluster.<kind>.resources, or change the op's "
         f'"{DASK_RESOURCE_REQUIREMENTS_KEY}" tag.'
     )
+
+
+def _report_losses(plan_context: PlanOrchestrationContext, active: ActiveExecution,
+                   losses: Mapping[str | None, WorkerLossReporter], running: Mapping) -> None:
+    """Warn, in each affected step's log, about workers lost while running it."""
+    for reporter in losses.values():
+        for step_key, message in reporter.poll(running):
+            plan_context.for_step(active.get_step_by_key(step_key)).log.warning(message)
 
 
 def _unrunnable_step_failure(step_context, message: str) -> DagsterEvent:
