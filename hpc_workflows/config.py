@@ -44,6 +44,23 @@ class ConfigValidationError(ValueError):
     """Raised when run configuration is invalid; the message lists every problem."""
 
 
+def check_step(value: str, field: str) -> str:
+    """``value`` if it reads as a step or duration (``24h``, ``1D``, ``1 month``).
+
+    Raises
+    ------
+    ValueError
+        Naming ``field`` and what is wrong.
+    """
+    from hpc_workflows.fetch import parse_step
+
+    try:
+        parse_step(value)
+    except ValueError as exc:
+        raise ValueError(f"{field}: {exc}") from None
+    return value
+
+
 def parse_datetime(value: str, field: str) -> _dt.datetime:
     """Parse an ISO-8601 date or date-time such as ``2020-02-14`` or ``2020-02-14T18:00``.
 
@@ -98,13 +115,7 @@ class WindowConfig(Config):
     @field_validator("step")
     @classmethod
     def _step_is_known(cls, v: str) -> str:
-        from hpc_workflows.fetch import parse_step
-
-        try:
-            parse_step(v)
-        except ValueError as exc:
-            raise ValueError(f"window.step: {exc}") from None
-        return v
+        return check_step(v, "window.step")
 
     @model_validator(mode="after")
     def _end_after_start(self) -> "WindowConfig":

@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from hpc_workflows.config import (
     ConfigValidationError,
+    check_step,
     WorkflowConfig,
     format_validation_error,
     parse_datetime,
@@ -110,13 +111,7 @@ class Arrival(BaseModel):
     @field_validator("give_up_after")
     @classmethod
     def _duration(cls, v: str) -> str:
-        from hpc_workflows.fetch import parse_step
-
-        try:
-            parse_step(v)
-        except ValueError as exc:
-            raise ValueError(f"arrival.give_up_after: {exc}") from None
-        return v
+        return check_step(v, "arrival.give_up_after")
 
 
 @dataclass(frozen=True)
