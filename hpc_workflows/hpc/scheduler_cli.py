@@ -180,6 +180,16 @@ class BatchScheduler:
         raise NotImplementedError
 
 
+def _sacct_state(job_id: str) -> str | None:
+    """The job's state in SLURM's accounting (``CANCELLED by 0``...), or None without one."""
+    try:
+        out = _run(["sacct", "-j", job_id, "-X", "-n", "-P", "-o", "State"])
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    lines = [line.strip() for line in out.stdout.splitlines() if line.strip()]
+    return lines[0] if out.returncode == 0 and lines else None
+
+
 class SlurmScheduler(BatchScheduler):
     """SLURM: sbatch / scontrol show job / scancel (no accounting database needed)."""
 
@@ -215,6 +225,14 @@ class SlurmScheduler(BatchScheduler):
         reason = ", ".join(
             f"{k} {fields[k]}" for k in ("Reason", "ExitCode") if fields.get(k) not in (None, "", "None", "0:0")
         )
+        if state == "COMPLETING":
+            # scontrol says COMPLETING until the job's processes have exited, which is after the
+            # coordinator reports why it is stopped; the accounting has the final state at once
+            # (e.g. "CANCELLED by 0"). Without slurmdbd, COMPLETING is what there is.
+            final = _sacct_state(job_id)
+            if final:
+                state, _, by = final.partition(" ")
+                reason = ", ".join(filter(None, [by, reason]))
         return JobState(job_id, state, state not in self._LIVE, reason)
 
 
