@@ -13,6 +13,7 @@ import asyncio
 import logging
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,21 +50,55 @@ async def _stop_nannies(nannies: list[Any], grace: float) -> None:
     await asyncio.gather(*(n.close(timeout=grace) for n in nannies), return_exceptions=True)
 
 
+def unstarted_jobs(worker_spec: dict[Any, dict], connected_names: set[str]) -> list[Any]:
+    """The jobs of ``worker_spec`` none of whose workers is connected to the scheduler.
+
+    A job with several worker processes is a ``group``: its workers are named job name +
+    suffix (SpecCluster's convention), so a job counts as started once any of them connected.
+    """
+    unstarted = []
+    for name, spec in worker_spec.items():
+        names = {str(name) + suffix for suffix in spec.get("group", ())} or {str(name)}
+        if not names & connected_names:
+            unstarted.append(name)
+    return unstarted
+
+
+#: Seconds the close keeps retiring workers that connect while it runs (a job that had
+#: already started its worker when the unstarted ones were cancelled).
+RETIRE_SETTLE = 15.0
+
+
+def _connected(client: Client) -> dict[str, str]:
+    """Address -> name of every worker connected to the scheduler now."""
+    return {addr: str(info.get("name")) for addr, info in client.scheduler_info().get("workers", {}).items()}
+
+
 def _retire_batch_workers(cluster: Any, client: Client) -> None:
     """Ask every worker to close, with its nanny, so that its batch job ends by itself.
 
     dask-jobqueue's close only removes workers from the scheduler and cancels their jobs: the
     workers see the scheduler vanish (CommClosedError tracebacks in their logs) and SIGTERM
     races their close. Retired with ``close_workers`` they exit cleanly first; the adaptive
-    loop is stopped so that it does not submit replacements meanwhile.
+    loop is stopped so that it does not submit replacements meanwhile. Jobs still queued or
+    starting are cancelled first: otherwise a worker that connects while the others are being
+    retired is still connected when the scheduler closes, and logs that as a traceback.
     """
     adaptive = getattr(cluster, "_adaptive", None)  # SpecCluster's own handle on adapt()
     if adaptive is not None:
         adaptive.stop()
     try:
-        # All of them: with no list, the scheduler picks only the ones its policy finds idle.
-        workers = list(client.scheduler_info().get("workers", {}))
-        if workers:
+        unstarted = unstarted_jobs(dict(cluster.worker_spec), set(_connected(client).values()))
+        if unstarted:
+            for name in unstarted:
+                cluster.worker_spec.pop(name, None)
+            cluster.sync(cluster._correct_state)  # closes (scancel/qdel) the jobs no longer in spec
+        deadline = time.monotonic() + RETIRE_SETTLE
+        while True:
+            # All of them: with no list, the scheduler picks only the ones its policy finds idle.
+            workers = list(_connected(client))
+            if not workers or time.monotonic() > deadline:
+                break
             client.retire_workers(workers=workers, close_workers=True, remove=True)
     except Exception as exc:  # noqa: BLE001 - the cluster close below cancels the jobs anyway
         log.info("retiring the workers before closing failed: %s", exc)
