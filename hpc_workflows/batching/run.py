@@ -32,7 +32,7 @@ import queue
 import shutil
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -152,7 +152,7 @@ def run_batch(
 
 
 @dataclass(frozen=True)
-class _Fetch:
+class FetchItem:
     """One fetch of a batch: a file to write, or only the neighbour of one (another batch's)."""
 
     source: Source
@@ -162,32 +162,37 @@ class _Fetch:
     period: tuple[datetime.datetime, datetime.datetime] | None = None
 
 
-def _fetches(todo: list[Source], job: BatchJob, run_sources: Sequence[Source] | None) -> list[_Fetch]:
+def neighbours_dir(job: BatchJob, first_key: str) -> Path:
+    """The batch's own scratch for neighbours that belong to other batches (by its first file)."""
+    return job.workdir / f".neighbours_of_{first_key}"
+
+
+def plan_fetches(todo: list[Source], job: BatchJob, run_sources: Sequence[Source] | None) -> list[FetchItem]:
     """What a batch fetches, in order: its files, and when windows cross files, each file's
     following file too when that belongs to another batch (fetched again into this batch's own
     scratch: the other batch may be processing it on another worker at the same time)."""
     if job.neighbour_step is None:
-        return [_Fetch(s, job, write=True) for s in todo]
+        return [FetchItem(s, job, write=True) for s in todo]
     plan = following_sources(run_sources or todo, job.neighbour_step)
     # In time order, so a file's neighbour is fetched right after it and scratch stays bounded.
     todo = sorted(todo, key=lambda s: (s.time is None, s.time or datetime.datetime.min))
     mine = {s.key for s in todo}
-    borrowed = dataclasses.replace(job, workdir=job.workdir / f".neighbours_of_{todo[0].key}")
-    fetches: list[_Fetch] = []
+    borrowed = dataclasses.replace(job, workdir=neighbours_dir(job, todo[0].key))
+    fetches: list[FetchItem] = []
     waiting: dict[str, int] = {}  # next file's key -> index of the file that needs it
     for source in todo:
         if source.key in waiting:  # the previous file's neighbour is this one
             previous = waiting.pop(source.key)
             fetches[previous] = dataclasses.replace(fetches[previous], neighbour=len(fetches))
         following, period = plan.get(source.key, (None, None))
-        fetches.append(_Fetch(source, job, write=True, period=period))
+        fetches.append(FetchItem(source, job, write=True, period=period))
         if following is None:
             continue
         if following.key in mine:
             waiting[following.key] = len(fetches) - 1
         else:
             fetches[-1] = dataclasses.replace(fetches[-1], neighbour=len(fetches))
-            fetches.append(_Fetch(following, borrowed, write=False))
+            fetches.append(FetchItem(following, borrowed, write=False))
     return fetches
 
 
@@ -200,7 +205,7 @@ def _pipeline(todo: list[Source], job: BatchJob, ledger: Ledger, log: logging.Lo
     """
     if not todo:
         return
-    fetches = _fetches(todo, job, run_sources)
+    fetches = plan_fetches(todo, job, run_sources)
     ordered = job.neighbour_step is not None
     # A file and its neighbour are on scratch together: fewer than two slots would deadlock.
     in_flight = max(2 if ordered else 1, job.files_in_flight)
@@ -209,31 +214,11 @@ def _pipeline(todo: list[Source], job: BatchJob, ledger: Ledger, log: logging.Lo
     stop = threading.Event()
     got: dict[int, tuple[Fetched | None, BaseException | None, float]] = {}
 
-    def fetch_one(index: int, began: float) -> None:
-        item = fetches[index]
-        try:
-            ready.put((index, fetch_inputs(item.source, item.job, log), None, began))
-        except BaseException as exc:  # noqa: BLE001 - handed to the writer, which records it
-            ready.put((index, None, exc, began))
+    def fetch_group(indices: list[int], began: float) -> None:
+        for index, fetched, error in fetch_group_inputs(fetches, indices, job, log):
+            ready.put((index, fetched, error, began))
 
-    def recall_group(indices: list[int], began: float) -> None:
-        staging = job.workdir / f".recall_{fetches[indices[0]].source.key}"
-        recalled = recall_inputs([(fetches[i].source, fetches[i].job) for i in indices], staging, log)
-        for index in indices:
-            item = fetches[index]
-            got_one = recalled[item.source.key]
-            if isinstance(got_one, BaseException):
-                ready.put((index, None, got_one, began))
-                continue
-            try:
-                ready.put((index, fetch_inputs(item.source, item.job, log, recalled=got_one), None, began))
-            except BaseException as exc:  # noqa: BLE001 - handed to the writer, which records it
-                ready.put((index, None, exc, began))
-
-    # Batched tape recalls: one archive command per group of files, a group no larger than
-    # the scratch slots (with neighbours, one less: a group's last file waits for the next
-    # group's first, which needs a free slot).
-    group = (max(1, in_flight - 1) if ordered else in_flight) if job.fetch.batch_command else 1
+    group = recall_group_size(job, in_flight)
 
     def feed(pool: ThreadPoolExecutor) -> None:
         for first in range(0, len(fetches), group):
@@ -246,10 +231,7 @@ def _pipeline(todo: list[Source], job: BatchJob, ledger: Ledger, log: logging.Lo
                                time.perf_counter()))
                 continue
             try:
-                if job.fetch.batch_command:
-                    pool.submit(recall_group, indices, time.perf_counter())
-                else:
-                    pool.submit(fetch_one, indices[0], time.perf_counter())
+                pool.submit(fetch_group, indices, time.perf_counter())
             except RuntimeError:  # the batch ended early and shut the pool down
                 return
 
@@ -283,21 +265,9 @@ def _pipeline(todo: list[Source], job: BatchJob, ledger: Ledger, log: logging.Lo
                 take(item.neighbour)
                 neighbour, trouble, _ = got[item.neighbour]
                 if neighbour is None:  # it stands for a missing neighbour: windows missing
-                    neighbour = _absent(fetches[item.neighbour], trouble, log)
+                    neighbour = absent_neighbour(fetches[item.neighbour], trouble, log)
             try:
-                if error is None:
-                    try:
-                        outputs = write_outputs(fetched, job, ledger, neighbour=neighbour,
-                                                period=item.period)
-                    except Exception as exc:  # this file fails; the batch goes on
-                        error = exc
-                if error is not None:
-                    clean_scratch(job, item.source.key, failed=True)
-                    yield failed_result(item.source, error, began)
-                else:
-                    clean_scratch(job, item.source.key, failed=False)
-                    yield FileResult(key=item.source.key, status="written", fetch=fetched.as_dict(),
-                                     outputs=outputs, seconds=time.perf_counter() - began)
+                yield write_fetched(item, fetched, error, began, job, ledger, neighbour)
             finally:
                 release(index)
                 if item.neighbour is not None and not fetches[item.neighbour].write:
@@ -309,10 +279,70 @@ def _pipeline(todo: list[Source], job: BatchJob, ledger: Ledger, log: logging.Lo
             slots.release()
         pool.shutdown(wait=False, cancel_futures=True)
         if ordered:
-            shutil.rmtree(job.workdir / f".neighbours_of_{fetches[0].source.key}", ignore_errors=True)
+            shutil.rmtree(neighbours_dir(job, fetches[0].source.key), ignore_errors=True)
 
 
-def _absent(item: _Fetch, error: BaseException | None, log: logging.Logger | None) -> Path:
+def recall_group_size(job: BatchJob, in_flight: int) -> int:
+    """Files per archive command with ``fetch.batch_command`` (tape recalls), else 1.
+
+    A group is no larger than the scratch slots; with neighbours one less: a group's last file
+    waits for the next group's first, which needs a free slot.
+    """
+    if not job.fetch.batch_command:
+        return 1
+    return max(1, in_flight - 1) if job.neighbour_step is not None else in_flight
+
+
+def fetch_group_inputs(fetches: Sequence[FetchItem], indices: list[int], job: BatchJob,
+                       log: logging.Logger | None) -> Iterator[tuple[int, Fetched | None, BaseException | None]]:
+    """Fetch the files ``indices`` of ``fetches``: each alone, or with ``fetch.batch_command``
+    in one archive command (recall), then unpack and merge each.
+
+    Yields ``(index, fetched, None)`` or ``(index, None, error)`` per file as it is ready: a
+    file's failure is handed on, never raised, so the group's other files go on.
+    """
+    if job.fetch.batch_command:
+        staging = job.workdir / f".recall_{fetches[indices[0]].source.key}"
+        recalled = recall_inputs([(fetches[i].source, fetches[i].job) for i in indices], staging, log)
+    else:
+        recalled = {}
+    for index in indices:
+        item = fetches[index]
+        got_one = recalled.get(item.source.key)
+        if isinstance(got_one, BaseException):
+            yield index, None, got_one
+            continue
+        try:
+            fetched = fetch_inputs(item.source, item.job, log, recalled=got_one)
+        except BaseException as exc:  # noqa: BLE001 - handed to the writer, which records it
+            yield index, None, exc
+            continue
+        yield index, fetched, None
+
+
+def write_fetched(item: FetchItem, fetched: Fetched | None, error: BaseException | None, began: float,
+                  job: BatchJob, ledger: Ledger, neighbour: Fetched | Path | None = None) -> FileResult:
+    """Regrid, write, verify and record one fetched file, then free its scratch; its result.
+
+    ``error``: the file's fetch failed (its result says why). A write failure is returned as a
+    failed result too: the batch goes on. After a failure only the unpack folder is removed,
+    so a retry resumes the verified download.
+    """
+    if error is None:
+        try:
+            outputs = write_outputs(fetched, job, ledger, neighbour=neighbour,  # type: ignore[arg-type]
+                                    period=item.period)
+        except Exception as exc:  # this file fails; the batch goes on
+            error = exc
+    if error is not None:
+        clean_scratch(job, item.source.key, failed=True)
+        return failed_result(item.source, error, began)
+    clean_scratch(job, item.source.key, failed=False)
+    return FileResult(key=item.source.key, status="written", fetch=fetched.as_dict(),  # type: ignore[union-attr]
+                      outputs=outputs, seconds=time.perf_counter() - began)
+
+
+def absent_neighbour(item: FetchItem, error: BaseException | str | None, log: logging.Logger | None) -> Path:
     """A path standing for a neighbour that could not be fetched (it never exists)."""
     if not item.write:  # another batch's file: its own step reports the failure; say it here
         (log or logger).warning("%s: the next file %s could not be fetched (%s): the windows "
