@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shlex
 import subprocess
 import sys
 import time
@@ -102,6 +103,12 @@ def _retire_batch_workers(cluster: Any, client: Client) -> None:
             client.retire_workers(workers=workers, close_workers=True, remove=True)
     except Exception as exc:  # noqa: BLE001 - the cluster close below cancels the jobs anyway
         log.info("retiring the workers before closing failed: %s", exc)
+
+
+def _env_exports(config: dict[str, Any]) -> list[str]:
+    """``export DASK_...`` lines that set dotted dask ``config`` keys in a batch job's worker."""
+    return [f"export DASK_{key.upper().replace('.', '__').replace('-', '_')}={shlex.quote(repr(value))}"
+            for key, value in config.items()]
 
 
 def _resource_arg(resources: dict[str, float]) -> str:
@@ -247,9 +254,13 @@ def batch_cluster_kwargs(
         local_directory=s.local_directory,
         log_directory=s.log_directory,
         # The drain plugin counts the worker's lifetime from job start, not worker start.
-        job_script_prologue=[f"export {JOB_START_ENV}=$(date +%s)", *s.job_script_prologue],
+        # The worker's HTTP server (Prometheus metrics, call stacks, logs) has no authentication
+        # and a batch node is shared: no routes, as on local clusters (NO_HTTP_ROUTES).
+        job_script_prologue=[f"export {JOB_START_ENV}=$(date +%s)", *_env_exports(NO_HTTP_ROUTES),
+                             *s.job_script_prologue],
         job_extra_directives=list(s.job_extra_directives),
-        worker_extra_args=["--resources", _resource_arg(resources)],
+        # No dashboard either: it is served besides the routes, with no authentication.
+        worker_extra_args=["--resources", _resource_arg(resources), "--no-dashboard"],
         python=s.python or sys.executable,
         death_timeout=s.death_timeout,
         security=security,
