@@ -76,7 +76,7 @@ def run_ours(spec_path: str) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     from hpc_workflows.fetch import FetchSettings, Source, fetch
-    import hpc_workflows.fetch.http  # noqa: F401 - import httpx before the clock starts, like curl's start-up
+    import hpc_workflows.fetch.http  # noqa: F401 - import the HTTP path before the clock starts, like curl's start-up
 
     import hpc_workflows.fetch.fetcher as fetcher
 

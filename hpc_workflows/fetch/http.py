@@ -1,7 +1,8 @@
 """HTTP(S) transport: streamed to disk, resumable with ``Range``, timeouts, per-host cap.
 
-Requests go through an httpx client (redirects, proxies, errors); direct connections use the
-copy-free `wire.StdlibTransport`.  Status codes and network errors are sorted here into
+Direct requests go through `wire` (the standard library's ``http.client``: fast to import,
+no copy of the received bytes); requests the environment sends through a proxy go through
+httpx (`proxied`, imported only then).  Status codes and network errors are sorted here into
 retryable (5xx, 408/429, drops, stalls, refused connections) and permanent (404 and other
 4xx, untrusted certificates, bad URLs).
 """
@@ -12,30 +13,31 @@ import os
 import re
 import socket
 import ssl
-import threading
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Union
 from urllib.parse import urlsplit
 
-import httpx
-
 from hpc_workflows.diskspace import check_space
+from hpc_workflows.fetch import wire
 from hpc_workflows.fetch.base import Transfer
 from hpc_workflows.fetch.errors import TransferFailed, redact_url
 from hpc_workflows.fetch.hostlimit import host_slot
 from hpc_workflows.fetch.partfile import PartWriter
 from hpc_workflows.fetch.retry import parse_retry_after
-from hpc_workflows.fetch.wire import READINTO, StdlibTransport, proxy_mounts
 
 if TYPE_CHECKING:  # pragma: no cover
+    from hpc_workflows.fetch.proxied import ProxiedResponse
     from hpc_workflows.fetch.settings import FetchSettings
     from hpc_workflows.fetch.source import Source
+
+    AnyResponse = Union[wire.Response, ProxiedResponse]
 
 _CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$")
 _UNSATISFIED_RANGE = re.compile(r"^\s*bytes\s+\*/(\d+)\s*$")
 # 408 Request Timeout, 425 Too Early, 429 Too Many Requests and server errors may pass.
 _RETRYABLE_STATUS = {408, 425, 429, 500, 502, 503, 504}
 _UNKNOWN_HOST = {getattr(socket, name) for name in ("EAI_NONAME", "EAI_NODATA") if hasattr(socket, name)}
+_PROXY_ENV = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
 
 
 def _host_key(url: str) -> str:
@@ -43,37 +45,35 @@ def _host_key(url: str) -> str:
     return f"{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
 
 
-_clients: dict[tuple, httpx.Client] = {}
-_CLIENT_ENV = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "http_proxy", "https_proxy",
-               "all_proxy", "no_proxy", "SSL_CERT_FILE", "SSL_CERT_DIR")
-_clients_lock = threading.Lock()
+def uses_proxy(url: str) -> bool:
+    """True when the environment sends ``url`` through a proxy (``NO_PROXY`` honoured)."""
+    # Looked at before importing anything: most processes have no proxy set at all.
+    if not any(os.environ.get(name) for name in _PROXY_ENV):
+        return False
+    from urllib.request import getproxies_environment, proxy_bypass_environment
+
+    proxies = getproxies_environment()
+    parts = urlsplit(url)
+    if not (proxies.get(parts.scheme.lower()) or proxies.get("all")):
+        return False
+    return not proxy_bypass_environment(parts.netloc.rsplit("@", 1)[-1], proxies)
 
 
-def _client(settings: "FetchSettings") -> httpx.Client:
-    """One shared client per distinct settings in this process (thread-safe; builds its TLS
-    contexts once instead of once per file)."""
-    # The pid keeps a forked child from sharing its parent's pooled sockets; the environment
-    # decides proxies and extra CA bundles, which are read when the client is built.
-    env = tuple(os.environ.get(name) for name in _CLIENT_ENV)
-    key = (os.getpid(), env, settings.connect_timeout, settings.read_timeout, settings.verify_tls)
-    with _clients_lock:
-        client = _clients.get(key)
-        if client is None:
-            timeout = httpx.Timeout(
-                connect=settings.connect_timeout, read=settings.read_timeout,
-                write=settings.read_timeout, pool=None,
-            )
-            client = _clients[key] = httpx.Client(
-                timeout=timeout, verify=settings.verify_tls, follow_redirects=True,
-                transport=StdlibTransport(verify=settings.verify_tls),
-                mounts=proxy_mounts(settings.verify_tls),
-            )
-        return client
+def _get(url: str, headers: dict[str, str], settings: "FetchSettings") -> "AnyResponse":
+    """Send the GET directly, or through httpx when a proxy applies; `wire.WireError` on failure."""
+    if uses_proxy(url):
+        from hpc_workflows.fetch import proxied
+
+        send = proxied.get
+    else:
+        send = wire.get
+    return send(url, headers, connect_timeout=settings.connect_timeout, read_timeout=settings.read_timeout,
+                verify=settings.verify_tls)
 
 
-def _status_failure(response: httpx.Response, url: str) -> TransferFailed:
-    status = response.status_code
-    reason = f"HTTP {status} {response.reason_phrase} from {redact_url(url)}"
+def _status_failure(response: "AnyResponse", url: str) -> TransferFailed:
+    status = response.status
+    reason = f"HTTP {status} {response.reason} from {redact_url(url)}"
     if status in _RETRYABLE_STATUS or status >= 500:
         return TransferFailed(reason, retryable=True, retry_after=parse_retry_after(response.headers.get("Retry-After")))
     hint = {
@@ -85,29 +85,29 @@ def _status_failure(response: httpx.Response, url: str) -> TransferFailed:
     return TransferFailed(reason + hint, retryable=False, field="url")
 
 
-def _network_failure(exc: httpx.HTTPError, url: str, settings: "FetchSettings") -> TransferFailed:
+def _network_failure(exc: wire.WireError, url: str, settings: "FetchSettings") -> TransferFailed:
     where = redact_url(url)
-    if isinstance(exc, httpx.ConnectTimeout):
+    if isinstance(exc, wire.ConnectTimeout):
         return TransferFailed(f"connect to {where} timed out after {settings.connect_timeout}s", retryable=True, field="url")
-    if isinstance(exc, httpx.ConnectError) and isinstance(exc.__cause__, ssl.SSLCertVerificationError):
+    if isinstance(exc, wire.ConnectError) and isinstance(exc.__cause__, ssl.SSLCertVerificationError):
         return TransferFailed(
             f"TLS certificate of {where} not trusted ({exc.__cause__.verify_message}); add the site's CA "
             "bundle via SSL_CERT_FILE (verify_tls=False only for testing)",
             retryable=False,
             field="url",
         )
-    if isinstance(exc, httpx.ConnectError) and isinstance(exc.__cause__, socket.gaierror) \
+    if isinstance(exc, wire.ConnectError) and isinstance(exc.__cause__, socket.gaierror) \
             and exc.__cause__.errno in _UNKNOWN_HOST:
         # "Name or service not known" is an answer, not an outage (that is EAI_AGAIN): retrying
         # for minutes only delays the message.
         return TransferFailed(
             f"host {urlsplit(url).hostname!r} of {where} is not known to DNS ({exc.__cause__.strerror}); "
             "check the host in the url", retryable=False, field="url")
-    if isinstance(exc, httpx.ConnectError):
+    if isinstance(exc, wire.ConnectError):
         return TransferFailed(f"cannot connect to {where}: {exc}; check the host and port in the url", retryable=True, field="url")
-    if isinstance(exc, httpx.ReadTimeout):
+    if isinstance(exc, wire.ReadTimeout):
         return TransferFailed(f"no data from {where} for read_timeout={settings.read_timeout}s (stalled)", retryable=True)
-    if isinstance(exc, (httpx.UnsupportedProtocol, httpx.InvalidURL)):
+    if isinstance(exc, wire.InvalidURL):
         return TransferFailed(f"invalid url {where}: {exc}", retryable=False, field="url")
     # Dropped connections, truncated bodies, protocol errors: the next attempt resumes.
     return TransferFailed(f"transfer from {where} broke off: {exc}", retryable=True)
@@ -137,7 +137,7 @@ class HttpTransport:
                 pass
         return self._validator
 
-    def _remember_validator(self, part: Path, response: httpx.Response) -> None:
+    def _remember_validator(self, part: Path, response: "AnyResponse") -> None:
         etag = response.headers.get("ETag")
         self._validator = etag if etag and not etag.startswith("W/") else response.headers.get("Last-Modified")
         path = self._validator_file(part)
@@ -160,17 +160,16 @@ class HttpTransport:
                 headers["If-Range"] = validator
         try:
             with host_slot(_host_key(url), settings.max_connections_per_host, settings.resolved_host_lock_dir):
-                client = _client(settings)
-                with client.stream("GET", url, headers=headers) as response:
+                with _get(url, headers, settings) as response:
                     return self._receive(response, part, offset, algorithms, settings, url)
-        except httpx.HTTPError as exc:
+        except wire.WireError as exc:
             raise _network_failure(exc, url, settings) from None
 
     def _receive(
-        self, response: httpx.Response, part: Path, offset: int, algorithms: frozenset[str],
+        self, response: "AnyResponse", part: Path, offset: int, algorithms: frozenset[str],
         settings: "FetchSettings", url: str,
     ) -> Transfer:
-        status = response.status_code
+        status = response.status
         if status == 416 and offset > 0:
             match = _UNSATISFIED_RANGE.match(response.headers.get("Content-Range", ""))
             if match and int(match.group(1)) == offset:
@@ -201,11 +200,10 @@ class HttpTransport:
             # Before writing: a download that cannot fit fails now, naming the filesystem.
             check_space(part.parent, total - start, str(part))
         with PartWriter(part, start, algorithms, early_writeback=settings.fsync) as writer:
-            readinto = response.extensions.get(READINTO)
-            if readinto is not None:  # our direct transport: reused buffers, no copy
-                writer.fill_from(readinto)
-            else:  # through a proxy (httpx's own transport)
-                for chunk in response.iter_raw():
+            if response.readinto is not None:  # direct (`wire`): reused buffers, no copy
+                writer.fill_from(response.readinto)
+            else:  # through a proxy (httpx)
+                for chunk in response.chunks():
                     writer.write(chunk)
             digests = writer.digests()
             size = writer.size
@@ -218,13 +216,17 @@ class HttpTransport:
     def read_text(self, url: str, settings: "FetchSettings") -> str:
         try:
             with host_slot(_host_key(url), settings.max_connections_per_host, settings.resolved_host_lock_dir):
-                client = _client(settings)
-                response = client.get(url, headers=dict(settings.headers))
-        except httpx.HTTPError as exc:
+                with _get(url, dict(settings.headers), settings) as response:
+                    if response.status != 200:
+                        failure = _status_failure(response, url)
+                        if not failure.retryable:
+                            failure.field = "checksum_sidecar"
+                        raise failure
+                    body = response.read()
+                    charset = response.headers.get("Content-Type", "").partition("charset=")[2].split(";")[0]
+        except wire.WireError as exc:
             raise _network_failure(exc, url, settings) from None
-        if response.status_code != 200:
-            failure = _status_failure(response, url)
-            if not failure.retryable:
-                failure.field = "checksum_sidecar"
-            raise failure
-        return response.text
+        try:
+            return body.decode(charset.strip(' "') or "utf-8", errors="replace")
+        except LookupError:  # an unknown charset name: sidecars are ASCII anyway
+            return body.decode("utf-8", errors="replace")

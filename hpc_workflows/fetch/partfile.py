@@ -10,23 +10,30 @@ from typing import Callable
 
 from hpc_workflows.fetch.verify import new_hashers, update_from_file
 
-def _load_sync_file_range():
+_sync_file_range_func: object = False  # False: not looked up yet; None: unavailable
+
+
+def _sync_file_range():
     """Linux's sync_file_range(2), to start writing data back while the download goes on, so
-    the fsync before the rename has little left to do.  None where unavailable."""
-    try:
-        import ctypes
-        import ctypes.util
+    the fsync before the rename has little left to do.  None where unavailable.
 
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        func = libc.sync_file_range
-    except (OSError, AttributeError):
-        return None
-    func.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
-    func.restype = ctypes.c_int
-    return func
+    Looked up on first use, in the libc already loaded into this process (ctypes.util's
+    find_library would run ldconfig in a subprocess: tens of milliseconds at start-up).
+    """
+    global _sync_file_range_func
+    if _sync_file_range_func is False:
+        try:
+            import ctypes
+
+            func = ctypes.CDLL(None, use_errno=True).sync_file_range
+            func.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+            func.restype = ctypes.c_int
+        except (OSError, AttributeError):
+            func = None
+        _sync_file_range_func = func
+    return _sync_file_range_func
 
 
-_sync_file_range = _load_sync_file_range()
 _SYNC_FILE_RANGE_WRITE = 2
 _WRITEBACK_STEP = 8 << 20
 
@@ -65,7 +72,7 @@ class PartWriter:
             self._fh = open(self.part, "wb")
         self.written = 0
         self._flushed = offset
-        self._early_writeback = early_writeback and _sync_file_range is not None
+        self._sync = _sync_file_range() if early_writeback else None
         self._digests: dict[str, str] | None = None
         self._queue: queue.Queue = queue.Queue(maxsize=_QUEUE_CHUNKS)
         self._thread = threading.Thread(target=self._hash_loop, name="fetch-hash", daemon=True)
@@ -117,9 +124,9 @@ class PartWriter:
     def _wrote(self, length: int) -> None:
         self.written += length
         end = self.offset + self.written
-        if self._early_writeback and end - self._flushed >= _WRITEBACK_STEP:
+        if self._sync is not None and end - self._flushed >= _WRITEBACK_STEP:
             # Asynchronous: queues the writeback and returns at once.
-            _sync_file_range(self._fh.fileno(), self._flushed, end - self._flushed, _SYNC_FILE_RANGE_WRITE)
+            self._sync(self._fh.fileno(), self._flushed, end - self._flushed, _SYNC_FILE_RANGE_WRITE)
             self._flushed = end
 
     def _stop_hashing(self) -> None:

@@ -47,6 +47,8 @@ class Request:
     sent: int = 0
     t: float = 0.0  # time.monotonic() when the request arrived
     proxied_for: str | None = None  # the absolute URL, when the server was used as a proxy
+    authorization: str | None = None  # the Authorization header as received
+    host: str | None = None  # the Host header as received
 
 
 class FaultServer:
@@ -135,7 +137,8 @@ class _Handler(BaseHTTPRequestHandler):
             target = "/" + target.split("://", 1)[1].split("/", 1)[1]
         path = target.split("?", 1)[0]
         record = Request("GET", path, self.headers.get("Range"), self.headers.get("If-Range"), t=time.monotonic(),
-                         proxied_for=self.path if proxied else None)
+                         proxied_for=self.path if proxied else None,
+                         authorization=self.headers.get("Authorization"), host=self.headers.get("Host"))
         with owner._lock:
             owner.log.append(record)
             owner.active += 1

@@ -301,6 +301,20 @@ def test_redirect_is_followed(server, payload, tmp_path, fast_settings):
     assert [(r.path, r.status) for r in server.requests()] == [("/radar/20200214.tar", 302), ("/mirror/20200214.tar", 200)]
 
 
+def test_url_credentials_are_sent_as_basic_auth_but_not_to_another_host(server, payload, tmp_path, fast_settings):
+    """``user:password@`` authenticates at the origin; a redirect to another host (a mirror
+    named ``localhost`` here) must not receive the password."""
+    server.add("/mirror/20200214.tar", payload)
+    server.inject("/radar/20200214.tar", Fault("redirect", location=f"http://localhost:{server.port}/mirror/20200214.tar"))
+    url = f"http://user:s%40cret@127.0.0.1:{server.port}/radar/20200214.tar"
+    result = fetch(Source(key="k", url=url, checksum=f"sha256:{sha256_hex(payload)}"), tmp_path, fast_settings)
+    assert result.path.read_bytes() == payload
+    first, second = server.requests()
+    assert first.authorization == "Basic dXNlcjpzQGNyZXQ="  # base64 of "user:s@cret"
+    assert first.host == f"127.0.0.1:{server.port}"
+    assert (second.path, second.host, second.authorization) == ("/mirror/20200214.tar", f"localhost:{server.port}", None)
+
+
 def test_skip_and_retries_are_logged(server, payload, tmp_path, fast_settings, caplog):
     src = _source(server, payload)
     server.inject("/radar/20200214.tar", Fault("status", status=502))
@@ -402,3 +416,20 @@ def test_partial_of_another_version_is_not_spliced(server, payload, tmp_path, fa
     assert result.path.read_bytes() == payload
     (request,) = server.requests()
     assert (request.range, request.if_range, request.status) == ("bytes=17-", '"an-old-etag"', 200)
+
+
+def test_a_download_process_imports_no_heavy_library(server, payload, tmp_path):
+    """A fetch step's process pays for its imports as curl pays for its start-up: a direct
+    download must not load httpx (proxies only), the science stack, or Dagster."""
+    import subprocess
+    import sys
+
+    src = _source(server, payload)
+    code = ("import sys; from pathlib import Path; from hpc_workflows.fetch import FetchSettings, Source, fetch; "
+            f"r = fetch(Source(key='k', url={src.url!r}, checksum={src.checksum!r}), Path({str(tmp_path)!r}), "
+            "FetchSettings(retries=0)); assert r.verified; "
+            "print([m for m in ('httpx', 'httpcore', 'xarray', 'dask', 'numpy', 'netCDF4', 'dagster', 'pydantic') "
+            "if m in sys.modules])")
+    env = {k: v for k, v in os.environ.items() if k.upper() not in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")}
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, env=env)
+    assert out.stdout.strip() == "[]"

@@ -81,3 +81,14 @@ def test_http_proxy_from_environment(server, tmp_path, fast_settings, monkeypatc
     result = fetch(Source(key="k", url=url, checksum=f"sha256:{sha256_hex(payload)}"), tmp_path, fast_settings)
     assert result.path.read_bytes() == payload
     assert [r.proxied_for for r in server.requests()] == [url]
+
+
+def test_no_proxy_host_is_fetched_directly(server, tmp_path, fast_settings, monkeypatch):
+    """HTTP_PROXY names the loopback server itself, so a proxied request would show up as one."""
+    payload = os.urandom(10_000)
+    url = server.add("/radar/x.tar", payload)
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{server.port}")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    result = fetch(Source(key="k", url=url, checksum=f"sha256:{sha256_hex(payload)}"), tmp_path, fast_settings)
+    assert result.path.read_bytes() == payload
+    assert [r.proxied_for for r in server.requests()] == [None]
