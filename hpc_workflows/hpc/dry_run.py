@@ -7,17 +7,23 @@ to do by :func:`~hpc_workflows.batching.plan_work` (the ledger rule), and the wo
 dask-jobqueue's own ``job_script()`` for the keyword arguments the run's cluster gets
 (:func:`~hpc_workflows.hpc.clusters.batch_cluster_kwargs`). The estimate comes from the
 ``run_summary.json`` and ``run_accounting.json`` an earlier run of the same workflow left next to
-its outputs.
+its outputs, and with ``--sample N`` from N of the files to do, run here first
+(:mod:`hpc_workflows.hpc.sample_run`: into a temporary folder, nothing submitted).
 """
 
 from __future__ import annotations
 
 import json
+import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hpc_workflows.fetch.errors import redact_url
+
+if TYPE_CHECKING:
+    from .sample_run import Sample
 
 __all__ = ["Estimate", "History", "PlanError", "RunPlan", "format_plan", "make_plan", "read_history"]
 
@@ -81,8 +87,10 @@ class RunPlan:
     cluster_kind: str
     job_scripts: dict[str, tuple[str, str]]  # pool ("" the main cluster) -> (kind, script)
     history: History | None
-    estimate: Estimate | None
+    estimate: Estimate | None  # from history
     warnings: list[str] = field(default_factory=list)
+    sample: Sample | None = None
+    sample_estimate: Estimate | None = None
 
 
 def _resolved(path: Path, job_name: str) -> tuple[Any, Any, list[str]]:
@@ -211,34 +219,57 @@ def _cores_per_worker(settings: Any) -> int:
     return getattr(settings, "threads_per_worker", 1) or 1
 
 
-def _estimate_and_warnings(plan: RunPlan, executor: Any, files_per_step: int) -> list[str]:
+def _estimate(seconds_per_file: float, todo: int, executor: Any, start_seconds: float = 0.0,
+              core_hours_per_file: float | None = None) -> Estimate:
+    """Wall time and core-hours of ``todo`` files at ``seconds_per_file`` on the run's workers
+    (its scale, or its adapt maximum); core-hours are workers x cores x wall unless a past run
+    says what a file was charged."""
+    workers = max(1, executor.workers_wanted()[1])
+    wall = start_seconds + seconds_per_file * todo / workers
+    core_hours = (core_hours_per_file * todo if core_hours_per_file is not None
+                  else wall * workers * _cores_per_worker(executor.cluster.settings) / 3600.0)
+    return Estimate(wall, workers, core_hours)
+
+
+def _limit_warnings(plan: RunPlan, executor: Any, files_per_step: int, seconds_per_file: float,
+                    job_peak: int | None, measured: str, peak_said: str) -> list[str]:
+    """Walltime and memory requests that look too small for what was measured.
+
+    ``measured`` names the figures ("by history", "by the sample"); ``job_peak`` is the peak
+    memory of one worker job they show, ``peak_said`` how it was found.
+    """
     from dask.utils import parse_bytes
 
-    history, warnings = plan.history, []
-    if history is None or plan.todo == 0:
-        return warnings
-    workers = max(1, executor.workers_wanted()[1])
+    if plan.cluster_kind not in ("slurm", "pbs") or plan.todo == 0:
+        return []
+    warnings = []
     s = executor.cluster.settings
-    wall = history.start_seconds + history.seconds_per_file * plan.todo / workers
-    per_file = history.core_hours_per_file
-    core_hours = (per_file * plan.todo if per_file is not None
-                  else wall * workers * _cores_per_worker(s) / 3600.0)
-    plan.estimate = Estimate(wall, workers, core_hours)
+    where = f"execution.config.cluster.{plan.cluster_kind}"
+    files = min(files_per_step, plan.todo)
+    step = seconds_per_file * files
+    life = s.lifetime().lifetime
+    if step > life:
+        warnings.append(
+            f"{where}.walltime: {s.walltime} lets a worker work {life} s, but one batch step of "
+            f"{files} file(s) took ~{step:.0f} s {measured} ({seconds_per_file:.1f} s per file): "
+            "raise the walltime or lower batching.files_per_step")
+    asked = parse_bytes(s.memory)
+    if job_peak is not None and job_peak > MEMORY_WARN_FRACTION * asked:
+        warnings.append(f"{where}.memory: {s.memory} per job, but {peak_said} "
+                        f"{job_peak / 2**30:.2f} GiB: raise memory (or set memory_on_oom_retry)")
+    return warnings
+
+
+def _estimate_and_warnings(plan: RunPlan, executor: Any, files_per_step: int) -> list[str]:
+    history = plan.history
+    if history is None or plan.todo == 0:
+        return []
+    plan.estimate = _estimate(history.seconds_per_file, plan.todo, executor,
+                              history.start_seconds, history.core_hours_per_file)
+    warnings = _limit_warnings(plan, executor, files_per_step, history.seconds_per_file,
+                               history.max_rss, "by history",
+                               "a worker job of the last run peaked at")
     if plan.cluster_kind in ("slurm", "pbs"):
-        where = f"execution.config.cluster.{plan.cluster_kind}"
-        step = history.seconds_per_file * min(files_per_step, plan.todo)
-        life = s.lifetime().lifetime
-        if step > life:
-            warnings.append(
-                f"{where}.walltime: {s.walltime} lets a worker work {life} s, but one batch step of "
-                f"{min(files_per_step, plan.todo)} file(s) took ~{step:.0f} s by history "
-                f"({history.seconds_per_file:.1f} s per file): raise the walltime or lower "
-                "batching.files_per_step")
-        asked = parse_bytes(s.memory)
-        if history.max_rss is not None and history.max_rss > MEMORY_WARN_FRACTION * asked:
-            warnings.append(
-                f"{where}.memory: {s.memory} per job, but a worker job of the last run peaked at "
-                f"{history.max_rss / 2**30:.2f} GiB: raise memory (or set memory_on_oom_retry)")
         for failure in ("out_of_memory", "walltime"):
             if history.failures.get(failure):
                 warnings.append(f"the last run had {history.failures[failure]} worker job(s) end by "
@@ -246,8 +277,51 @@ def _estimate_and_warnings(plan: RunPlan, executor: Any, files_per_step: int) ->
     return warnings
 
 
+def _sample_estimate_and_warnings(plan: RunPlan, executor: Any, files_per_step: int) -> list[str]:
+    sample = plan.sample
+    if sample is None:
+        return []
+    failed = [f for f in sample.files if f.status != "written"]
+    warnings = [f"sample file {f.key} failed: {f.error}" for f in failed]
+    if sample.seconds_per_file is None:
+        return warnings + ["the sample wrote no file: no estimate from it (see the failures above)"]
+    # The first file's extra (first-call costs) is paid once per worker, like its start-up.
+    plan.sample_estimate = _estimate(sample.seconds_per_file, plan.todo, executor,
+                                     sample.first_file_extra)
+    peak = sample.peak_rss
+    processes = getattr(executor.cluster.settings, "processes", 1)
+    # A job runs `processes` worker processes, each one batch step at a time (as the sample did).
+    job_peak = None if peak is None else peak * processes
+    said = ("one sampled file's process peaked at" if processes == 1 or peak is None else
+            f"one sampled file's process peaked at {peak / 2**30:.2f} GiB, x {processes} worker "
+            "processes per job:")
+    return warnings + _limit_warnings(plan, executor, files_per_step, sample.seconds_per_file,
+                                      job_peak, "by the sample", said)
+
+
+def _sample_notice(picked: list[Any], todo: int, job: Any, sizes: dict[str, int],
+                   parent: str | Path | None) -> str:
+    """What a sample will fetch, said before it starts: it is real data (a recall on tape)."""
+    from .accounting import format_bytes
+
+    how = (f" by tape/archive recall ({job.fetch.batch_command[0]})" if job.fetch.batch_command
+           else "")
+    lines = [f"sample: running {len(picked)} of the {todo} file(s) to do, one after another on "
+             f"this node, into a temporary folder under {parent or tempfile.gettempdir()} (removed "
+             f"afterwards; {job.output_dir} and its ledger are not touched, nothing is submitted). "
+             f"It fetches for real{how}:"]
+    for s in picked:
+        size = f" ({format_bytes(sizes[s.url])})" if s.url in sizes else ""
+        lines.append(f"    {s.key}: {redact_url(s.url)}{size}")
+    if job.neighbour_step is not None:
+        lines.append("  and each one's next file too (time windows cross files), as a batch does")
+    return "\n".join(lines)
+
+
 def make_plan(path: str | Path, *, head: int = 0, head_timeout: float = 3.0,
-              job_name: str = "fetch_and_regrid") -> RunPlan:
+              job_name: str = "fetch_and_regrid", sample: int = 0,
+              sample_dir: str | Path | None = None,
+              announce: Callable[[str], None] | None = None) -> RunPlan:
     """Plan a run of the config file ``path`` without running or submitting anything.
 
     Parameters
@@ -261,6 +335,14 @@ def make_plan(path: str | Path, *, head: int = 0, head_timeout: float = 3.0,
         Seconds each HEAD request may take (connect and read).
     job_name : str
         A job of :data:`hpc_workflows.definitions.defs`.
+    sample : int
+        Run this many of the files to do first (0: none), evenly spread over them, each in a
+        child process into a temporary folder (:mod:`hpc_workflows.hpc.sample_run`), and
+        estimate from them too. They are fetched for real.
+    sample_dir : str or Path, optional
+        Where the sample's temporary folder goes (default: ``$TMPDIR``).
+    announce : callable, optional
+        Told what the sample will fetch, before it starts (the CLI prints it).
 
     Returns
     -------
@@ -270,11 +352,21 @@ def make_plan(path: str | Path, *, head: int = 0, head_timeout: float = 3.0,
     ------
     PlanError
         When the config is invalid (every problem, one per line, as ``check-config`` says them).
+    SampleError
+        When ``sample`` is out of range (above :data:`~hpc_workflows.hpc.sample_run.SAMPLE_MAX`
+        or the files to do); raised before anything is fetched.
     """
     from hpc_workflows.batching import plan_work
     from hpc_workflows.config import BatchingConfig
     from hpc_workflows.pipeline.settings import batch_job, planned_sources
 
+    from .sample_run import SampleError, check_sample_size, choose_sample, run_sample
+
+    if sample:  # before the config is even read: bad input, no work
+        check_sample_size(sample)
+        if sample_dir is not None and not Path(sample_dir).is_dir():
+            raise SampleError(f"--sample-dir: {sample_dir} is not a folder: create it, or leave "
+                              "--sample-dir out for $TMPDIR")
     path = Path(path)
     cfg, executor, warnings = _resolved(path, job_name)
     sources = planned_sources(cfg)
@@ -306,6 +398,14 @@ def make_plan(path: str | Path, *, head: int = 0, head_timeout: float = 3.0,
         estimate=None, warnings=list(warnings),
     )
     plan.warnings += _estimate_and_warnings(plan, executor, work.files_per_step)
+    if sample:
+        picked = choose_sample(todo, sample)
+        if announce is not None:
+            announce(_sample_notice(picked, len(todo), job, sizes, sample_dir))
+        # The pipeline passes every source of the run when windows cross files (neighbours).
+        plan.sample = run_sample(picked, job, sources if job.neighbour_step is not None else None,
+                                 parent=sample_dir)
+        plan.warnings += _sample_estimate_and_warnings(plan, executor, work.files_per_step)
     return plan
 
 
@@ -315,6 +415,31 @@ def _duration(seconds: float) -> str:
     if seconds < 7200:
         return f"{seconds / 60:.1f} min"
     return f"{seconds / 3600:.1f} h"
+
+
+def _format_sample(plan: RunPlan) -> list[str]:
+    from .accounting import format_bytes
+
+    sample = plan.sample
+    assert sample is not None
+    lines = [f"  sample: {len(sample.files)} file(s) run here one after another in one process, "
+             "as on a worker (the first also pays first-call costs; peak RSS: the whole process, "
+             "Python and libraries included)"]
+    for f in sample.files:
+        rss = format_bytes(f.peak_rss) if f.peak_rss is not None else "unknown"
+        lines.append(f"    {f.key}: {f.status}, {f.wall_seconds:.2f} s wall, {f.cpu_seconds:.2f} s CPU, "
+                     f"{rss} peak RSS, {format_bytes(f.bytes_fetched)} fetched")
+    e, per_file = plan.sample_estimate, sample.seconds_per_file
+    if e is not None and per_file is not None:
+        cpu_hours = (sample.cpu_seconds_per_file or 0.0) * plan.todo / 3600.0
+        fetch = format_bytes(int((sample.bytes_per_file or 0) * plan.todo))
+        first = (f"{sample.first_file_extra:.2f} s more for a worker's first file + "
+                 if sample.first_file_extra else "")
+        lines.append(f"  estimate from the sample: ~{_duration(e.wall_seconds)} wall on {e.workers} "
+                     f"worker(s), ~{e.core_hours:.3g} core-hours ({first}{per_file:.2f} s per file x "
+                     f"{plan.todo} file(s) / {e.workers} worker(s); queue wait and worker start-up "
+                     f"not included), ~{cpu_hours:.3g} CPU-hours of work, ~{fetch} to fetch")
+    return lines
 
 
 def format_plan(plan: RunPlan) -> str:
@@ -345,8 +470,11 @@ def format_plan(plan: RunPlan) -> str:
                      + (f", {h.accounting_file})" if h.accounting_file else ")"))
     if plan.estimate is not None:
         e = plan.estimate
-        lines.append(f"  estimate: ~{_duration(e.wall_seconds)} wall on {e.workers} worker(s), "
+        label = "estimate from history" if plan.sample is not None else "estimate"
+        lines.append(f"  {label}: ~{_duration(e.wall_seconds)} wall on {e.workers} worker(s), "
                      f"~{e.core_hours:.3g} core-hours")
+    if plan.sample is not None:
+        lines += _format_sample(plan)
     for pool, (kind, script) in plan.job_scripts.items():
         title = f"{kind} worker job script" + (f" of pool {pool}" if pool else "")
         lines += [f"  {title}, scheduler address and TLS files filled in at submission:", "",
@@ -356,9 +484,12 @@ def format_plan(plan: RunPlan) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``hpc-workflows plan CONFIG [--head N]``: print the plan; 1 when the config is invalid."""
+    """``hpc-workflows plan CONFIG [--head N] [--sample N]``: print the plan; 1 when the config
+    or ``--sample`` is invalid."""
     import argparse
     import sys
+
+    from .sample_run import SAMPLE_MAX, SampleError
 
     parser = argparse.ArgumentParser(
         prog="hpc-workflows plan",
@@ -368,10 +499,19 @@ def main(argv: list[str] | None = None) -> int:
                         help="ask at most N http(s) servers for sizes the manifest lacks (HEAD)")
     parser.add_argument("--head-timeout", type=float, default=3.0, metavar="SECONDS",
                         help="seconds each HEAD request may take (default 3)")
+    parser.add_argument("--sample", type=int, default=0, metavar="N",
+                        help=f"first run N (1 to {SAMPLE_MAX}) of the files to do, spread over "
+                        "them, into a temporary folder, and estimate from them too: fetches real "
+                        "data (a tape recall on an archive); outputs and ledger are not touched")
+    parser.add_argument("--sample-dir", type=Path, default=None, metavar="DIR",
+                        help="where the sample's temporary folder goes (default: $TMPDIR); it "
+                        "must hold a file's download and scratch")
     args = parser.parse_args(argv)
     try:
-        plan = make_plan(args.config, head=max(0, args.head), head_timeout=args.head_timeout)
-    except PlanError as exc:
+        plan = make_plan(args.config, head=max(0, args.head), head_timeout=args.head_timeout,
+                         sample=args.sample, sample_dir=args.sample_dir,
+                         announce=lambda text: print(text, flush=True))
+    except (PlanError, SampleError) as exc:
         print(str(exc).replace("\n", "\n  "), file=sys.stderr)
         return 1
     print(format_plan(plan))
