@@ -22,32 +22,40 @@ raises an error naming the source and the field.
 
 Modules: `source` (Source), `plan` (plan_sources, read_manifest), `preflight` (checks run with
 config validation), `settings` (FetchSettings), `base` (the transport interface), `transport`
-(choice by scheme), `http`, `wire`, `filesystem`, `command`, `fsspec_transport`, `fetcher`
-(fetch, FetchResult), `recall` (fetch_batch: batched, throttled archive recalls), `verify`
-(checksums), `retry`, `hostlimit` (per-host and per-client caps), `partfile`, `unpack` (with
-archive-bomb limits), `merge`, `summary`, `errors`.  Limits and failure behaviour:
-docs/fetch.md.
+(choice by scheme), `http`, `wire` (direct HTTP requests), `proxied` (through a proxy, with
+httpx), `filesystem`, `command`, `fsspec_transport`, `fetcher` (fetch, FetchResult), `recall`
+(fetch_batch: batched, throttled archive recalls), `verify` (checksums), `retry`, `hostlimit`
+(per-host and per-client caps), `partfile`, `unpack` (with archive-bomb limits), `merge`,
+`summary`, `errors`. Limits and failure behaviour: docs/fetch.md.
 """
 
 from hpc_workflows.fetch.errors import FetchError
 from hpc_workflows.fetch.fetcher import FetchResult, fetch
-from hpc_workflows.fetch.plan import parse_step, plan_sources, read_manifest
 from hpc_workflows.fetch.settings import FetchSettings
 from hpc_workflows.fetch.source import Source
-from hpc_workflows.fetch.summary import RunSummary, summarise
 from hpc_workflows.fetch.unpack import remove_workdir, unpack
 from hpc_workflows.fetch.verify import sha256_file
 
+# Imported on first use, so a process that only downloads starts about as fast as curl:
+# merge_daily needs xarray and numpy (0.3 s); planning (csv, json, datetime) and run
+# summaries are not needed to fetch.  (`unpack` stays eager: it is also a submodule's name.)
+_LAZY = {
+    "merge_daily": "hpc_workflows.fetch.merge",
+    "parse_step": "hpc_workflows.fetch.plan",
+    "plan_sources": "hpc_workflows.fetch.plan",
+    "read_manifest": "hpc_workflows.fetch.plan",
+    "RunSummary": "hpc_workflows.fetch.summary",
+    "summarise": "hpc_workflows.fetch.summary",
+}
 
 
 def __getattr__(name: str):
-    # merge_daily needs xarray and numpy (0.3 s to import): only when used, so a process
-    # that only downloads starts as fast as curl does.
-    if name == "merge_daily":
-        from hpc_workflows.fetch.merge import merge_daily
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'hpc_workflows.fetch' has no attribute {name!r}")
+    import importlib
 
-        return merge_daily
-    raise AttributeError(f"module 'hpc_workflows.fetch' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
 
 
 __all__ = [

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import random
-from datetime import datetime, timezone
-from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
+    from datetime import datetime
+
     from hpc_workflows.fetch.settings import FetchSettings
 
 
@@ -33,6 +33,11 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
         return max(0.0, float(value))
     except ValueError:
         pass
+    # Imported here: an HTTP-date is rare, and email.utils with datetime is a noticeable part
+    # of a download process's start-up.
+    from datetime import datetime, timezone
+    from email.utils import parsedate_to_datetime
+
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):

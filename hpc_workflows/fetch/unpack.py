@@ -11,18 +11,21 @@ are extracted; links, devices and FIFOs are skipped and logged.
 from __future__ import annotations
 
 import fnmatch
-import gzip
 import logging
 import os
 import shutil
 import stat
-import tarfile
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import IO, Callable, Iterable
+from typing import IO, TYPE_CHECKING, Callable, Iterable
 
 from hpc_workflows.diskspace import NoSpaceLeft, explain_write_failure
+
+if TYPE_CHECKING:  # pragma: no cover
+    import tarfile
+
+# gzip, tarfile and zipfile are imported where used: `hpc_workflows.fetch` imports this module,
+# and a process that only downloads should not pay for them at start-up.
 
 _CHUNK = 1 << 20
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -114,6 +117,8 @@ def _write_atomic(
     part = target.with_name(target.name + ".part")
     try:
         with opener() as raw:
+            import gzip
+
             src: IO[bytes] = gzip.GzipFile(fileobj=raw) if gunzip else raw
             with open(part, "wb") as out:
                 # Not shutil.copyfileobj: the budget must be checked before each write.
@@ -173,6 +178,10 @@ def unpack(
         If it expands beyond ``limits`` (a ValueError naming archive, member and setting); the
         partial member is removed.
     """
+    import gzip
+    import tarfile
+    import zipfile
+
     path = Path(path)
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -217,6 +226,8 @@ def _tar_kind(info: tarfile.TarInfo) -> str:
 def _unpack_tar(
     path: Path, workdir: Path, members: list[str] | None, budget: _Budget, log: logging.Logger
 ) -> list[Path]:
+    import tarfile
+
     out = []
     with tarfile.open(path, "r:*") as tar:
         for info in tar:
@@ -237,6 +248,8 @@ def _unpack_tar(
 def _unpack_zip(
     path: Path, workdir: Path, members: list[str] | None, budget: _Budget, log: logging.Logger
 ) -> list[Path]:
+    import zipfile
+
     out = []
     with zipfile.ZipFile(path) as zf:
         for info in zf.infolist():
