@@ -10,7 +10,9 @@ process (sendfile, HTTP/1.1), so neither client shares a GIL or CPU time with th
 Python code.  Our fetch runs in a child process too, as it would in a pipeline step; it is
 timed from its first request to its last rename (interpreter start-up excluded; curl's is
 ~5 ms), and also whole-process (start-up and imports included, exactly as curl is timed).  Ours verifies a sha256 for every file and fsyncs before renaming, curl does neither:
-the comparison is our whole production path against curl's bare download.
+the comparison is our whole production path against curl's bare download.  For reference
+the whole-process line also gives curl followed by ``sha256sum`` (a script verifying its
+downloads after the fact).
 
 Printed per mode: MB/s (median over rounds), ratio ours/curl (goal >= 0.9), and our peak RSS
 with its growth during the downloads (must stay far below the file size: we stream).
@@ -132,8 +134,9 @@ def make_files(folder: Path, count: int, size: int) -> list[tuple[str, str]]:
     return out
 
 
-def time_curl(urls: list[str], dest: Path, parallel: int) -> tuple[float, float]:
-    """Wall seconds and CPU seconds (user + system) of one curl run."""
+def time_curl(urls: list[str], dest: Path, parallel: int, then_hash: bool = False) -> tuple[float, float]:
+    """Wall seconds and CPU seconds (user + system) of one curl run (then ``sha256sum`` of the
+    downloaded files when ``then_hash``: what a shell script verifying its downloads costs)."""
     args = ["curl", "--silent", "--show-error", "--fail", "--no-progress-meter"]
     if parallel > 1:
         args += ["--parallel", "--parallel-max", str(parallel)]
@@ -142,6 +145,9 @@ def time_curl(urls: list[str], dest: Path, parallel: int) -> tuple[float, float]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     subprocess.run(args, check=True)
+    if then_hash:
+        subprocess.run(["sha256sum", *(str(dest / url.rsplit("/", 1)[1]) for url in urls)], check=True,
+                       stdout=subprocess.DEVNULL)
     seconds = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return seconds, (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
@@ -191,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         fsyncs: dict[str, list[float]] = {}
         cpus: dict[tuple[str, str], list[float]] = {}
         whole: dict[tuple[str, str], list[float]] = {}
-        tools = ("curl", "ours", "ours_nofsync")
+        tools = ("curl", "ours", "ours_nofsync", "curl_sha256sum")
         for round_number in range(args.rounds):
             for mode, par in (("sequential", 1), ("parallel", args.parallel)):
                 # Rotate the order so no tool always runs right after another's writes.
@@ -203,8 +209,8 @@ def main(argv: list[str] | None = None) -> int:
                     # Start every run with no dirty pages left by the previous one: otherwise
                     # the kernel makes whoever runs next pay for writing back the last run's data.
                     os.sync()
-                    if tool == "curl":
-                        seconds, cpu = time_curl(urls, dest, par)
+                    if tool in ("curl", "curl_sha256sum"):
+                        seconds, cpu = time_curl(urls, dest, par, then_hash=tool == "curl_sha256sum")
                     else:
                         info = time_ours(urls, sums, dest, par, work, fsync=tool == "ours")
                         seconds, cpu = info["seconds"], info["cpu_seconds"]
@@ -218,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
                     if got != total:
                         raise RuntimeError(f"{tool} {mode}: got {got} bytes, expected {total}")
                     rates.setdefault((mode, tool), []).append(total / 1e6 / seconds)
-                    if tool == "curl":
+                    if tool in ("curl", "curl_sha256sum"):
                         whole.setdefault((mode, tool), []).append(total / 1e6 / seconds)
                     cpus.setdefault((mode, tool), []).append(cpu / (total / 1e9))
 
@@ -251,7 +257,8 @@ def main(argv: list[str] | None = None) -> int:
             f"ours {statistics.median(whole[(mode, 'ours')]):.0f} "
             f"(ratio {statistics.median(whole[(mode, 'ours')]) / statistics.median(whole[(mode, 'curl')]):.2f}), "
             f"no fsync {statistics.median(whole[(mode, 'ours_nofsync')]):.0f} "
-            f"(ratio {statistics.median(whole[(mode, 'ours_nofsync')]) / statistics.median(whole[(mode, 'curl')]):.2f})"
+            f"(ratio {statistics.median(whole[(mode, 'ours_nofsync')]) / statistics.median(whole[(mode, 'curl')]):.2f}), "
+            f"curl then sha256sum {statistics.median(whole[(mode, 'curl_sha256sum')]):.0f}"
             for mode in ("sequential", "parallel")))
         growth = (big_info["rss_peak"] - big_info["rss_before"]) / 2**20
         print(f"memory: one {4 * args.size_mb} MiB file grew our RSS by {growth:.1f} MiB "
