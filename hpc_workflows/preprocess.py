@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -100,17 +99,101 @@ def settings_digest(settings: PreprocessSettings) -> str:
 
 def _completed(output: Path, stamp: dict[str, Any]) -> dict[str, Any] | None:
     """The attributes of ``output`` if it exists and carries ``stamp``, else None."""
-    import xarray as xr
-
     if not output.is_file():
         return None
-    try:
-        with xr.open_dataset(output) as ds:
-            attrs = dict(ds.attrs)
-    except (OSError, ValueError):
+    attrs = _global_attrs(output)
+    if attrs is None:
         # Unreadable: not complete, so it is rebuilt (and replaced atomically).
         return None
     return attrs if all(attrs.get(k) == v for k, v in stamp.items()) else None
+
+
+def _global_attrs(path: Path) -> dict[str, Any] | None:
+    """A netCDF file's global attributes (netCDF4: no xarray decoding), None if unreadable."""
+    import netCDF4
+
+    from hpc_workflows.netcdf_lock import NETCDF_LOCK
+
+    try:
+        with NETCDF_LOCK, netCDF4.Dataset(path) as nc:
+            return {k: nc.getncattr(k) for k in nc.ncattrs()}
+    except (OSError, ValueError, RuntimeError):
+        return None
+
+
+def _written_figures(output: Path) -> tuple[int, Any]:
+    """Time steps and the incomplete-windows attribute of a written output (netCDF4)."""
+    import netCDF4
+
+    from hpc_workflows.netcdf_lock import NETCDF_LOCK
+    from hpc_workflows.temporal.aggregate import INCOMPLETE_ATTR
+
+    with NETCDF_LOCK, netCDF4.Dataset(output) as nc:
+        steps = len(nc.dimensions["time"]) if "time" in nc.dimensions else 0
+        return steps, (nc.getncattr(INCOMPLETE_ATTR) if INCOMPLETE_ATTR in nc.ncattrs() else None)
+
+
+def _streaming_variables(source: Path, settings: PreprocessSettings) -> list[str] | None:
+    """The variables to regrid when ``source`` can take the streaming path, decided with
+    netCDF4 alone; None when only the general path can tell.
+
+    Opening a small file with xarray (decoding, indexes) was most of its per-file time, and
+    the streaming regridder opens it with netCDF4 anyway. Whatever this cannot decide for
+    sure (time aggregation, area means, a window that may cut the file, times it cannot
+    compare, a requested variable xarray would not call data, no data variable) goes to the
+    general path, which decides as before and raises its errors naming the field.
+    """
+    if settings.time_aggregation is not None or settings.check_area_means:
+        return None
+    import netCDF4
+
+    from hpc_workflows.netcdf_lock import NETCDF_LOCK
+    from hpc_workflows.regrid.errors import RegridError
+    from hpc_workflows.regrid.stream import select_variables
+
+    with NETCDF_LOCK, netCDF4.Dataset(source) as nc:
+        if settings.variables:
+            # xarray's data variables: not a dimension's variable, not named by a
+            # `coordinates` attribute (of a variable or of the file).
+            coords = set(nc.dimensions) | set(str(getattr(nc, "coordinates", "")).split())
+            for var in nc.variables.values():
+                coords.update(str(getattr(var, "coordinates", "")).split())
+            if any(v not in nc.variables or v in coords for v in settings.variables):
+                return None
+            names = list(settings.variables)
+        else:
+            try:
+                names = select_variables(nc, None, source)
+            except RegridError:
+                return None
+        return names if _whole_file_in_window(nc, settings) else None
+
+
+def _whole_file_in_window(nc: Any, settings: PreprocessSettings) -> bool:
+    """Whether the window keeps every step of the open file (False: not sure)."""
+    start, end = settings.window_start, settings.window_end
+    if start is None and end is None:
+        return True
+    if "time" not in nc.dimensions:
+        return True
+    var = nc.variables.get("time")
+    if var is None or tuple(var.dimensions) != ("time",) or var.size == 0:
+        return False
+    import cftime
+
+    values = var[:]
+    if np.ma.is_masked(values):
+        return False
+    values = np.asarray(values)
+    if values.size > 1 and not np.all(np.diff(values) > 0):
+        return False  # unsorted: label slicing is the general path's business
+    try:
+        # Python datetimes only (standard calendars): comparable with the window's.
+        first, last = cftime.num2date(values[[0, -1]], var.units, getattr(var, "calendar", "standard"),
+                                      only_use_cftime_datetimes=False, only_use_python_datetimes=True)
+        return (start is None or first >= start) and (end is None or last <= end)
+    except (AttributeError, TypeError, ValueError, OverflowError):
+        return False
 
 
 def _gridded_variables(ds: xr.Dataset, wanted: list[str] | None, source: Path) -> list[str]:
@@ -177,10 +260,7 @@ def preprocess_file(
     -------
     PreprocessResult
     """
-    import xarray as xr
     from hpc_workflows.regrid import parse_target_grid
-
-    from hpc_workflows.temporal.aggregate import INCOMPLETE_ATTR
 
     started = time.perf_counter()
     digest = settings_digest(settings)
@@ -195,6 +275,8 @@ def preprocess_file(
              "neighbours": neighbour_fingerprint(list(neighbours))}, sort_keys=True)
     done = _completed(output, stamp)
     if done is not None:
+        from hpc_workflows.temporal.aggregate import INCOMPLETE_ATTR
+
         incomplete = done.get(INCOMPLETE_ATTR)
         return PreprocessResult(output=output, skipped=True, seconds=time.perf_counter() - started,
                                 incomplete_windows=None if incomplete is None else int(incomplete))
@@ -210,6 +292,41 @@ def preprocess_file(
     stamp["regrid_target"] = target_text
     missing: list[str] = []
     sources = provenance_sources or [{"url": str(source), "sha256": input_sha256}]
+    mean_before: dict[str, float] = {}
+    mean_after: dict[str, float] = {}
+    names = _streaming_variables(source, settings)
+    if names is not None:
+        _regrid_streaming(source, output, target, settings, names, stamp, sources)
+    else:
+        names, missing, mean_before, mean_after = _regrid_general(
+            source, output, target, settings, stamp, sources, neighbours=neighbours, period=period)
+    steps, incomplete = _written_figures(output)
+    return PreprocessResult(
+        output=output,
+        skipped=False,
+        seconds=time.perf_counter() - started,
+        variables=list(names),
+        time_steps=steps,
+        mean_before=mean_before,
+        mean_after=mean_after,
+        incomplete_windows=None if incomplete is None else int(incomplete),
+        missing_neighbours=missing,
+    )
+
+
+def _regrid_general(source: Path, output: Path, target: Any, settings: PreprocessSettings,
+                    stamp: dict[str, Any], sources: list[dict[str, Any]], *,
+                    neighbours: Sequence[Path],
+                    period: tuple[_dt.datetime, _dt.datetime] | None,
+                    ) -> tuple[list[str], list[str], dict[str, float], dict[str, float]]:
+    """Open the file with xarray (dask-chunked over time), cut it to the window, then stream
+    it (whole file, no resampling) or regrid it lazily. Returns the variables, the missing
+    neighbours, and the area means before and after when ``check_area_means`` asks."""
+    import xarray as xr
+
+    missing: list[str] = []
+    mean_before: dict[str, float] = {}
+    mean_after: dict[str, float] = {}
     with xr.open_dataset(source, chunks=_time_chunks(source)) as ds:
         names = _gridded_variables(ds, settings.variables, source)
         window = _subset_time(ds, settings)
@@ -225,8 +342,6 @@ def preprocess_file(
             missing = _regrid_lazily(window, output, target, settings, names, stamp, sources,
                                      neighbours=neighbours, period=period,
                                      chunks_of=_time_chunks)
-        mean_before: dict[str, float] = {}
-        mean_after: dict[str, float] = {}
         if settings.check_area_means and settings.method != "aggregate" and not settings.time_aggregation:
             # After writing, from the files: the input is read once more, the output is small.
             with xr.open_dataset(output) as written:
@@ -234,20 +349,7 @@ def preprocess_file(
                     if name in written.data_vars:
                         mean_before[name] = _safe_mean(lambda da: _mean_over_target(da, target), window[name])
                         mean_after[name] = _safe_mean(_area_weighted_mean, written[name])
-    with xr.open_dataset(output, decode_times=False) as written:
-        steps = int(written.sizes.get("time", 0))
-        incomplete = written.attrs.get(INCOMPLETE_ATTR)
-    return PreprocessResult(
-        output=output,
-        skipped=False,
-        seconds=time.perf_counter() - started,
-        variables=list(names),
-        time_steps=steps,
-        mean_before=mean_before,
-        mean_after=mean_after,
-        incomplete_windows=None if incomplete is None else int(incomplete),
-        missing_neighbours=missing,
-    )
+    return names, missing, mean_before, mean_after
 
 
 def _area_weighted_mean(da: xr.DataArray) -> float:
@@ -260,35 +362,24 @@ def _regrid_streaming(source: Path, output: Path, target: Any, settings: Preproc
                       names: list[str], stamp: dict[str, Any], sources: list[dict[str, Any]]) -> None:
     """The fast path (whole file, no time resampling): netCDF4 in → netCDF4 out in chunks.
 
-    ``regrid_file`` writes a staged file atomically; provenance is added to it in place and
-    only then is it renamed to ``output``, so ``output`` is never a file without its stamp.
+    ``regrid_file`` writes ``<output>.part``, adds the provenance and stamp to it before its
+    one closing fsync, and only then renames it to ``output``: ``output`` is never a file
+    without its stamp (before, the stamp was added by reopening a staged copy, which cost a
+    second open, write and fsync per file).
     """
-    import netCDF4
-
-    from hpc_workflows.netcdf_lock import NETCDF_LOCK
     from hpc_workflows.regrid import regrid_file
     from hpc_workflows.write import provenance_attrs
 
-    staged = output.with_name(f".{output.name}.staged")
-    try:
-        regrid_file(
-            source, staged, target, settings.method,
-            variables=names,
-            min_valid_fraction=settings.min_valid_fraction,
-            weights_dir=Path(settings.weights_dir) if settings.weights_dir else None,
-            statistics=settings.statistics,
-            bands=settings.bands,
-            compression_level=settings.compression_level,
-        )
-        with NETCDF_LOCK, netCDF4.Dataset(staged, "a") as nc:
-            current = {k: nc.getncattr(k) for k in nc.ncattrs()}
-            new = provenance_attrs(current, sources=sources, extra=stamp)
-            nc.setncatts({k: v for k, v in new.items() if current.get(k) != v})
-        with open(staged, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(staged, output)
-    finally:
-        staged.unlink(missing_ok=True)
+    regrid_file(
+        source, output, target, settings.method,
+        variables=names,
+        min_valid_fraction=settings.min_valid_fraction,
+        weights_dir=Path(settings.weights_dir) if settings.weights_dir else None,
+        statistics=settings.statistics,
+        bands=settings.bands,
+        compression_level=settings.compression_level,
+        final_attrs=lambda current: provenance_attrs(current, sources=sources, extra=stamp),
+    )
 
 
 def _regrid_lazily(ds: xr.Dataset, output: Path, target: Any, settings: PreprocessSettings,

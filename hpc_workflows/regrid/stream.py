@@ -44,7 +44,7 @@ from hpc_workflows.regrid.targets import TargetGrid, parse_target_grid
 from hpc_workflows.write.cf import band_attrs, cell_methods_for_output, filter_references
 from hpc_workflows.write.flush import WriteBehind
 
-__all__ = ["regrid_file"]
+__all__ = ["regrid_file", "select_variables"]
 
 _DROP_ATTRS = {"_FillValue", "missing_value", "scale_factor", "add_offset", "grid_mapping",
                "valid_min", "valid_max", "valid_range", "_Unsigned"}
@@ -91,7 +91,16 @@ def _latlon_grid_nc(nc: Any, names: list[str], src: Path) -> SourceGrid | None:
     return SourceGrid("latlon", (ydim, xdim), lat, lon, lat_b, lon_b, bounds_derived=derived)
 
 
-def _select(nc: Any, variables: list[str] | None, src: Path) -> list[str]:
+def select_variables(nc: Any, variables: list[str] | None, src: Path) -> list[str]:
+    """The variables of the open netCDF4 file ``nc`` that :func:`regrid_file` regrids:
+    ``variables`` (checked to exist), or those :mod:`hpc_workflows.regrid.select` picks.
+    The caller holds :data:`~hpc_workflows.netcdf_lock.NETCDF_LOCK`.
+
+    Raises
+    ------
+    RegridError
+        Naming ``src`` when a requested variable is missing or there is nothing to regrid.
+    """
     if variables is not None:
         missing = [v for v in variables if v not in nc.variables]
         if missing:
@@ -184,6 +193,7 @@ def regrid_file(
     time_chunk: int = 4,
     compression_level: int = 0,
     threads: int = 2,
+    final_attrs: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> Path:
     """Regrid a netCDF file into a new netCDF file, streaming over the first dimension.
 
@@ -198,6 +208,11 @@ def regrid_file(
     threads
         Chunks in flight at once (read, compute, write); 2 lets one core compute while the
         other reads. 1 processes chunks one after another.
+    final_attrs
+        Given the output's global attributes once everything is written, returns them as
+        they should be (e.g. with the caller's provenance stamp). Applied before the one
+        closing fsync and the rename, so ``dst`` never exists without them and the file is
+        not opened, written and synced a second time.
 
     Returns
     -------
@@ -221,14 +236,14 @@ def regrid_file(
         nc = netCDF4.Dataset(src)
     try:
         with NETCDF_LOCK:
-            names = _select(nc, variables, src)
+            names = select_variables(nc, variables, src)
             grid = _latlon_grid_nc(nc, names, src)
         if grid is None:  # projected or curvilinear: xarray reads the grid, we stream
             found = _grid_with_xarray(src, variables, tgt.geodetic)
             if found is None:
                 return _slow_path(src, dst, tgt, method, variables, min_valid_fraction,
                                   weights_dir, statistics, bands, compression_level,
-                                  time_chunk)
+                                  time_chunk, final_attrs)
             grid, names = found
         if method == "aggregate":
             kernel, key, outputs, band_list, aux_kernel = _aggregate_kernel(
@@ -257,6 +272,10 @@ def regrid_file(
                     with NETCDF_LOCK:
                         out.setncatts(provenance_attrs(method, key, tgt, grid,
                                                        min_valid_fraction, str(src)))
+                        if final_attrs is not None:
+                            current = {k: out.getncattr(k) for k in out.ncattrs()}
+                            new = final_attrs(dict(current))
+                            out.setncatts({k: v for k, v in new.items() if current.get(k) != v})
                         out.sync()
                 finally:
                     with NETCDF_LOCK:
@@ -600,7 +619,7 @@ def _grid_with_xarray(src: Path, variables: list[str] | None, geodetic: str
 
 
 def _slow_path(src, dst, tgt, method, variables, min_valid_fraction, weights_dir, statistics,
-               bands, compression_level, time_chunk) -> Path:
+               bands, compression_level, time_chunk, final_attrs=None) -> Path:
     import xarray as xr
 
     from hpc_workflows.regrid.api import data_variables, regrid
@@ -613,4 +632,6 @@ def _slow_path(src, dst, tgt, method, variables, min_valid_fraction, weights_dir
         ds = ds.chunk({d: time_chunk for d in ds.dims if d not in grid_dims})
         out = regrid(ds, tgt, method, variables=variables, min_valid_fraction=min_valid_fraction,
                      weights_dir=weights_dir, statistics=statistics, bands=bands)
+        if final_attrs is not None:
+            out.attrs = final_attrs(dict(out.attrs))
         return write_netcdf_atomic(out, Path(dst), compression_level=compression_level)
