@@ -4,6 +4,7 @@ xarray path whenever it cannot be sure; weights files are verified once per proc
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -99,3 +100,22 @@ def test_requested_variables_are_checked_as_before(tmp_path: Path) -> None:
         with pytest.raises(ValueError, match="fix regrid.variables"):
             preprocess_file(src, tmp_path / "x.nc", _settings(tmp_path, variables=wrong),
                             input_sha256="a")
+
+
+def test_verified_weights_are_reused_until_the_file_changes(tmp_path: Path, caplog) -> None:
+    from hpc_workflows.regrid import build_weights, parse_target_grid, read_source_grid
+
+    ds = latlon_dataset(centres(-90, 90, 10.0), centres(0, 360, 10.0))
+    grid, target = read_source_grid(ds, "tas"), parse_target_grid(TARGET)
+    built = build_weights(grid, target, "conservative", tmp_path)
+    first = build_weights(grid, target, "conservative", tmp_path)
+    assert first.from_cache and first is not built
+    assert build_weights(grid, target, "conservative", tmp_path) is first  # not read again
+    (path,) = tmp_path.glob("weights_*.nc")
+    with netCDF4.Dataset(path, "a") as nc:  # changed in place: a wrong but plausible weight
+        nc["lat_S"][0] = nc["lat_S"][0] * 1.5
+    with caplog.at_level(logging.WARNING, logger="hpc_workflows.regrid.weights"):
+        again = build_weights(grid, target, "conservative", tmp_path)
+    assert any("corrupt" in r.message and "rebuilding" in r.message for r in caplog.records)
+    assert again is not first and not again.from_cache
+    np.testing.assert_array_equal(again.coverage(), first.coverage())
