@@ -33,6 +33,12 @@ from .settings import ExecutorSettings
 POOL_TAG = "hpc_workflows/worker_pool"
 
 
+#: Op tag: ``"true"`` when the op's steps exist only in runs that define its pool (its upstream
+#: op emits them only then, e.g. the pipeline's ``fetch_batch``), so a run without that pool is
+#: not refused for naming it. Without this tag an undefined pool fails the run at its start.
+POOL_OPTIONAL_TAG = "hpc_workflows/worker_pool_optional"
+
+
 def pool_of(tags: Mapping[str, str]) -> str | None:
     """The worker pool an op's tags ask for; ``None`` is the run's default cluster."""
     return tags.get(POOL_TAG) or None
@@ -47,6 +53,8 @@ def unknown_pools(settings: ExecutorSettings, steps: Iterable) -> dict[str, list
     unknown: dict[str, list[str]] = {}
     for step in steps:
         pool = pool_of(step.tags)
+        if step.tags.get(POOL_OPTIONAL_TAG) == "true":
+            continue
         if pool is not None and pool not in settings.worker_pools:
             unknown.setdefault(pool, []).append(step.key)
     return unknown

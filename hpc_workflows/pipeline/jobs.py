@@ -12,11 +12,17 @@ from typing import Any
 from dagster import ConfigMapping, DagsterInvalidConfigError, graph
 
 from hpc_workflows.config import ConfigValidationError, WorkflowConfig, validate_workflow_config
-from hpc_workflows.pipeline.ops import plan_sources_op, process_batch_op, summarise_op
+from hpc_workflows.pipeline.ops import (
+    fetch_batch_op,
+    plan_sources_op,
+    process_batch_op,
+    regrid_batch_op,
+    summarise_op,
+)
 
 __all__ = ["fetch_and_regrid_graph", "OP_NAMES"]
 
-OP_NAMES = ("plan_sources", "process_batch", "summarise")
+OP_NAMES = ("plan_sources", "process_batch", "fetch_batch", "regrid_batch", "summarise")
 
 
 def _map_config(raw: dict[str, Any]) -> dict[str, Any]:
@@ -38,7 +44,11 @@ workflow_config_mapping = ConfigMapping(
 
 @graph(name="fetch_and_regrid_graph", config=workflow_config_mapping)
 def fetch_and_regrid_graph():
-    """Plan (skip what the ledger finds complete) → one step per batch of files → summary."""
-    batches, plan = plan_sources_op()
+    """Plan (skip what the ledger finds complete) → one step per batch of files → summary.
+
+    With a ``fetch`` worker pool, two steps per batch: fetch (data movers) → regrid (compute).
+    """
+    batches, fetch_batches, plan = plan_sources_op()
     written = batches.map(process_batch_op)
-    summarise_op(plan, written.collect())
+    regridded = fetch_batches.map(fetch_batch_op).map(regrid_batch_op)
+    summarise_op(plan, written.collect(), regridded.collect())

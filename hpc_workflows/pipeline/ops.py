@@ -1,5 +1,11 @@
 """Ops of the fetch-and-regrid workflow: plan → one step per batch of files → summary.
 
+When the run's ``execution.config.worker_pools`` has a pool named ``fetch`` (:data:`FETCH_POOL`),
+each batch is two steps instead: ``fetch_batch`` on that pool (data-mover nodes, which reach the
+archive) and ``regrid_batch`` on the default cluster (compute nodes); without it, one
+``process_batch`` step per batch, as always. ``plan_sources`` emits each batch on exactly one
+of the two branches, and ``summarise`` collects both (an empty branch collects to ``[]``).
+
 Each op is a thin wrapper over :mod:`hpc_workflows.batching` (plain Python). A Dagster step
 costs ~0.15 s of orchestration and ~10 run events, so files are not steps: a step processes a
 batch of files, pipelined, and reports per-file status in its output metadata. Every op takes
@@ -13,6 +19,7 @@ import logging
 import math
 import queue
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from dagster import (
@@ -31,12 +38,16 @@ from dagster import (
 
 from hpc_workflows.batching import FileResult, Progress, plan_work, run_batch
 from hpc_workflows.batching.files import complete_result
+from hpc_workflows.batching.split import FetchedBatch, fetch_batch, node_name, regrid_batch
 from hpc_workflows.config import BatchingConfig, WorkflowConfig
 from hpc_workflows.fetch import Source
 from hpc_workflows.hpc.executor import COORDINATOR_TAG
+from hpc_workflows.hpc.pools import POOL_OPTIONAL_TAG, POOL_TAG
+from hpc_workflows.pipeline.fetch_pool import FETCH_POOL, fetch_pool_of, shared_workdir_problem
 from hpc_workflows.pipeline.settings import batch_job, planned_sources
 
-__all__ = ["plan_sources_op", "process_batch_op", "summarise_op", "strict_json"]
+__all__ = ["fetch_batch_op", "plan_sources_op", "process_batch_op", "regrid_batch_op",
+           "summarise_op", "strict_json"]
 
 # A batch step fails at its end when some of its files failed. Files that failed with an
 # error a retry would only repeat (a FetchError: the transports already retried transient
@@ -63,10 +74,19 @@ def _batch_key(batch: list[Source]) -> str:
     return batch[0].key if len(batch) == 1 else f"{batch[0].key}_to_{batch[-1].key}"
 
 
-@op(out={"batches": DynamicOut(list), "plan": Out(dict)}, name="plan_sources",
-    tags={"kind": "plan", **_ON_COORDINATOR})
+@op(out={"batches": DynamicOut(list), "fetch_batches": DynamicOut(list), "plan": Out(dict)},
+    name="plan_sources", tags={"kind": "plan", **_ON_COORDINATOR})
 def plan_sources_op(context: OpExecutionContext, config: WorkflowConfig):
-    """Plan the window's files, skip those complete by the ledger, and batch the rest."""
+    """Plan the window's files, skip those complete by the ledger, and batch the rest.
+
+    Each batch goes to ``fetch_batches`` (fetch and regrid steps) when the run has a ``fetch``
+    worker pool, else to ``batches`` (one step each).
+    """
+    split = fetch_pool_of(context.run_config) is not None
+    if split:  # before any worker is started
+        problem = shared_workdir_problem(config.output.workdir_path, context.run_config)
+        if problem:
+            raise Failure(description=problem, allow_retries=False)
     started = time.perf_counter()
     sources = planned_sources(config)
     job = batch_job(config)
@@ -76,6 +96,8 @@ def plan_sources_op(context: OpExecutionContext, config: WorkflowConfig):
     context.log.info(
         f"planned {len(sources)} file(s) in {seconds:.2f} s: {len(plan.complete)} already complete, "
         f"{plan.todo} to do in {len(plan.batches)} batch step(s) of up to {plan.files_per_step}"
+        + (f", each fetched on the '{FETCH_POOL}' worker pool and regridded on the default cluster"
+           if split and plan.batches else "")
     )
     yield Output({"sources": len(sources), "planning_seconds": round(seconds, 3),
                   "files_per_step": plan.files_per_step, "batches": len(plan.batches),
@@ -85,7 +107,7 @@ def plan_sources_op(context: OpExecutionContext, config: WorkflowConfig):
                            "to_do": plan.todo, "batches": len(plan.batches)})
     for batch in plan.batches:
         yield DynamicOutput([_source_dict(s) for s in batch], mapping_key=_batch_key(batch),
-                            output_name="batches")
+                            output_name="fetch_batches" if split else "batches")
 
 
 class _RunWarnings:
@@ -164,8 +186,19 @@ def process_batch_op(context: OpExecutionContext, config: WorkflowConfig, batch:
                         log=warnings,  # type: ignore[arg-type]  # a logger for what fetch calls
                         run_sources=run_sources)
     warnings.forward()
+    return _batch_output(results)
+
+
+def _batch_output(results: list[FileResult], extra: Mapping[str, Any] | None = None,
+                  not_retried: frozenset[str] = frozenset()) -> Output[list]:
+    """A batch step's output and per-file metadata; a Failure at its end if a file failed.
+
+    ``not_retried``: keys of failed files a retry of this step could not redo (they failed in
+    an earlier step, e.g. their fetch): they do not make the step retry.
+    """
     failed = [r for r in results if r.status == "failed"]
     metadata = {
+        **(extra or {}),
         "files": len(results),
         "written": sum(r.status == "written" for r in results),
         "already_complete": sum(r.status == "complete" for r in results),
@@ -175,7 +208,7 @@ def process_batch_op(context: OpExecutionContext, config: WorkflowConfig, batch:
     if failed:
         listing = "\n".join(f"  - {r.key}: {r.error}" for r in failed[:50])
         more = f"\n  ... and {len(failed) - 50} more (see per_file)" if len(failed) > 50 else ""
-        retry = any(r.retryable for r in failed)
+        retry = any(r.retryable and r.key not in not_retried for r in failed)
         raise Failure(
             description=f"{len(failed)} of {len(results)} file(s) failed"
             f"{'' if retry else ' with errors a retry would repeat (not retried)'}; the others "
@@ -184,6 +217,63 @@ def process_batch_op(context: OpExecutionContext, config: WorkflowConfig, batch:
             allow_retries=retry,
         )
     return Output([r.as_dict() for r in results], metadata=metadata)
+
+
+def _progress_every(context: OpExecutionContext, what: str, every_s: float):
+    """``(done, total)`` -> an INFO line for the first, every few seconds, and the last."""
+    due = [0.0]
+
+    def line(done: int, total: int) -> None:
+        now = time.monotonic()
+        if now >= due[0] or done == total:
+            due[0] = now + every_s
+            context.log.info(f"{done}/{total} {what}")
+    return line
+
+
+@op(name="fetch_batch", retry_policy=STEP_RETRY,
+    tags={"kind": "fetch", POOL_TAG: FETCH_POOL, POOL_OPTIONAL_TAG: "true"})
+def fetch_batch_op(context: OpExecutionContext, config: WorkflowConfig, batch: list) -> Output[FetchedBatch]:
+    """Fetch, unpack, merge and verify a batch's files into the run's scratch (output.workdir),
+    on the ``fetch`` worker pool; its ``regrid_batch`` step does the rest.
+
+    A file that fails to fetch is handed on as a failed file, except that an error a retry
+    could help with (not a FetchError: the transports already retried inside) retries this
+    step first, while retries are left: the retry fetches only what is not verified on scratch.
+    """
+    job = batch_job(config)
+    sources = [Source(**s) for s in batch]
+    warnings = _RunWarnings(context.log)
+    run_sources = planned_sources(config) if job.neighbour_step is not None else None
+    fetched = fetch_batch(sources, job, log=warnings,  # type: ignore[arg-type]  # a logger for what fetch calls
+                          run_sources=run_sources,
+                          on_fetched=_progress_every(context, "files fetched", PROGRESS_EVERY_S))
+    warnings.forward()
+    failures = fetched.fetch_failures
+    metadata = {"node": node_name(), "files": len(sources),
+                "fetched": sum(f is not None for f in fetched.fetched), "failed": len(failures),
+                "bytes_fetched": fetched.bytes_fetched}
+    retryable = [r for r in failures if r.retryable]
+    if retryable and context.retry_number < STEP_RETRY.max_retries:
+        listing = "\n".join(f"  - {r.key}: {r.error}" for r in retryable[:50])
+        raise Failure(description=f"{len(retryable)} of {len(sources)} file(s) failed to fetch with "
+                      f"errors a retry may fix; retrying (the others stay on scratch):\n{listing}",
+                      metadata=metadata, allow_retries=True)
+    return Output(fetched, metadata=metadata)
+
+
+@op(name="regrid_batch", retry_policy=STEP_RETRY, tags={"kind": "batch"})
+def regrid_batch_op(context: OpExecutionContext, config: WorkflowConfig, fetched: FetchedBatch) -> Output[list]:
+    """Regrid, write, verify and record each file its ``fetch_batch`` step fetched, on the
+    default cluster; fails at its end, like ``process_batch``, when any file failed (fetch
+    failures included, which a retry of this step does not redo)."""
+    job = batch_job(config)
+    warnings = _RunWarnings(context.log)
+    results = regrid_batch(fetched, job, log=warnings,  # type: ignore[arg-type]
+                           progress=_ProgressLog(context, warnings, PROGRESS_EVERY_S))
+    warnings.forward()
+    return _batch_output(results, extra={"node": node_name(), "fetched_on": fetched.node},
+                         not_retried=frozenset(r.key for r in fetched.fetch_failures))
 
 
 def strict_json(value: Any) -> Any:
@@ -199,10 +289,14 @@ def strict_json(value: Any) -> Any:
 
 @op(name="summarise", tags={"kind": "summary", **_ON_COORDINATOR})
 def summarise_op(context: OpExecutionContext, config: WorkflowConfig, plan: dict,
-                 batches: list[list]) -> Output[dict]:
-    """Write ``run_summary.json`` next to the outputs and report the run's totals."""
+                 batches: list[list], regridded: list[list]) -> Output[dict]:
+    """Write ``run_summary.json`` next to the outputs and report the run's totals.
+
+    ``batches``: the results of ``process_batch`` steps; ``regridded``: of ``regrid_batch``
+    steps (runs with a ``fetch`` worker pool). One of the two is empty.
+    """
     # Only batch results can hold NaN (area means); the plan's complete files are plain.
-    results = sorted(plan["complete"] + [strict_json(r) for batch in batches for r in batch],
+    results = sorted(plan["complete"] + [strict_json(r) for batch in [*batches, *regridded] for r in batch],
                      key=lambda r: r["key"])
     fetched = [r for r in results if r["status"] == "written" and not r["fetch"]["skipped"]]
     total_bytes = sum(r["fetch"]["bytes"] for r in fetched)
