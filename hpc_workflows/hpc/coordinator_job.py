@@ -21,20 +21,31 @@ import subprocess
 import sys
 import threading
 
+from .run_retries import arm_retry
 from .scheduler_cli import scheduler_for
 
 _JOB_ID_ENV = {"slurm": "SLURM_JOB_ID", "pbs": "PBS_JOBID"}
 
 
 def report_stop(kind: str, run_id: str) -> None:
-    """Write the batch system's word on why this job is being stopped to the run's events."""
-    from dagster import DagsterInstance
+    """Write the batch system's word on why this job is being stopped to the run's events.
+
+    Unless the run is being terminated from Dagster, a run that has a retry budget is armed for
+    Dagster's automatic retry when the batch system is taking the job away (walltime,
+    preemption, an administrator's cancel): see :mod:`hpc_workflows.hpc.run_retries`.
+    """
+    from dagster import DagsterInstance, DagsterRunStatus
 
     job_id = os.environ.get(_JOB_ID_ENV[kind], "")
-    why = scheduler_for(kind).state(job_id).describe() if job_id else "job id unknown"
+    state = scheduler_for(kind).state(job_id) if job_id else None
+    why = state.describe() if state else "job id unknown"
     with DagsterInstance.get() as instance:
         run = instance.get_run_by_id(run_id)
         if run is not None:
+            if state is not None and run.status != DagsterRunStatus.CANCELING:
+                # First: the run records its failure once its teardown ends, and Dagster decides
+                # on a retry from the run's tags at that moment.
+                arm_retry(instance, run, state)
             instance.report_engine_event(
                 f"The batch system is stopping the run's coordinator job ({why}): SIGTERM received, "
                 "the run cancels its steps and worker jobs.",

@@ -40,6 +40,7 @@ from dagster._core.origin import get_python_environment_entry_point
 from dagster._serdes import ConfigurableClass, ConfigurableClassData
 from pydantic import ValidationError
 
+from .run_retries import BUDGET_TAG, MAX_RETRIES_TAG, RetrySettingError, arm_retry, launch_tags
 from .scheduler_cli import BatchJobError, BatchScheduler, CoordinatorJobSpec, scheduler_for
 
 __all__ = ["BatchRunLauncher", "JOB_ID_TAG", "SCHEDULER_TAG", "TAG_PREFIX"]
@@ -121,11 +122,33 @@ class BatchRunLauncher(RunLauncher, ConfigurableClass):
         return root
 
     def launch_run(self, context: LaunchRunContext) -> None:
-        run = context.dagster_run
+        try:
+            self._submit(context.dagster_run)
+        except LaunchConfigError:
+            if self._instance.run_retries_enabled:
+                # The run fails with this error: a config error comes back on every retry.
+                self._instance.add_run_tags(context.dagster_run.run_id, {MAX_RETRIES_TAG: "0"})
+            raise
+
+    def _submit(self, run: DagsterRun) -> None:
+        """Write the run's job script and submit it; tag the run with the job id."""
         origin = run.job_code_origin
         if origin is None:
             raise LaunchConfigError(f"run {run.run_id} has no code origin: launch it from a code location")
         spec = job_spec(self._config, run.tags)
+        instance = self._instance
+        try:
+            retry_tags = launch_tags(run.tags, instance.run_retries_enabled, instance.run_retries_max_retries)
+        except RetrySettingError as exc:
+            raise LaunchConfigError(f"cannot submit the run's coordinator job:\n  {exc}") from None
+        if retry_tags:
+            # Before submitting: a retried run inherits its parent's tags, armed ones included,
+            # and a failure of this launch must not count as a lost coordinator.
+            instance.add_run_tags(run.run_id, retry_tags)
+        elif MAX_RETRIES_TAG in run.tags:
+            instance.report_engine_event(
+                f"Run tag {MAX_RETRIES_TAG} has no effect: run_retries.enabled is not true in "
+                "dagster.yaml.", run, cls=self.__class__)
         args = ExecuteRunArgs(job_origin=origin, run_id=run.run_id, instance_ref=None,
                               set_exit_code_on_failure=True)
         # The job reads the instance from DAGSTER_HOME (instance_ref=None): the script carries
@@ -159,7 +182,9 @@ class BatchRunLauncher(RunLauncher, ConfigurableClass):
         self._instance.report_engine_event(
             f"Submitted the run's coordinator as {self._scheduler.kind} job {job_id} "
             f"(queue {spec.queue or 'default'}, walltime {spec.walltime}, memory {spec.memory}, "
-            f"cores {spec.cores}); script and logs in {log_dir}",
+            f"cores {spec.cores}); script and logs in {log_dir}"
+            + (f"; if the batch system loses it, Dagster's run retries re-execute the run (at most "
+               f"{retry_tags[BUDGET_TAG]} retries)" if retry_tags.get(BUDGET_TAG, "0") != "0" else ""),
             run,
             cls=self.__class__,
         )
@@ -229,6 +254,12 @@ class BatchRunLauncher(RunLauncher, ConfigurableClass):
         if state.ended:
             # The run is still STARTED (the daemon rechecks before failing it) yet its job is
             # gone: walltime, cancel, node failure or an OOM kill ended it before it reported.
+            # The daemon records the failure right after this returns: arm the retry first.
+            try:
+                arm_retry(self._instance, run, state)
+            except Exception as exc:  # noqa: BLE001 - failing the run matters more than its retry
+                self._instance.report_engine_event(f"Could not arm the run's retry: {exc}", run,
+                                                   cls=self.__class__)
             return CheckRunHealthResult(WorkerStatus.FAILED, state.describe(), run_worker_id=job_id)
         return CheckRunHealthResult(WorkerStatus.RUNNING, state.describe(), run_worker_id=job_id)
 

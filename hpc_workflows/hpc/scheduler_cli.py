@@ -85,12 +85,16 @@ class JobState:
 
     ``state`` is the scheduler's word (``RUNNING``, ``TIMEOUT``, ``R``, ``C``...); ``ended`` is
     None when the batch system could not be asked (a transient failure, not an answer).
+    ``exit_code`` is SLURM's ``rc:signal``; ``cancelled_by`` the uid that cancelled the job
+    (SLURM's accounting says ``CANCELLED by 1234``), when known.
     """
 
     job_id: str
     state: str
     ended: bool | None
     reason: str = ""
+    exit_code: str = ""
+    cancelled_by: int | None = None
 
     @property
     def waiting(self) -> bool:
@@ -225,15 +229,20 @@ class SlurmScheduler(BatchScheduler):
         reason = ", ".join(
             f"{k} {fields[k]}" for k in ("Reason", "ExitCode") if fields.get(k) not in (None, "", "None", "0:0")
         )
-        if state == "COMPLETING":
+        cancelled_by = None
+        if state in ("COMPLETING", "CANCELLED"):
             # scontrol says COMPLETING until the job's processes have exited, which is after the
             # coordinator reports why it is stopped; the accounting has the final state at once
-            # (e.g. "CANCELLED by 0"). Without slurmdbd, COMPLETING is what there is.
+            # and who cancelled (e.g. "CANCELLED by 0"), which scontrol never says. Without
+            # slurmdbd, scontrol's word is what there is.
             final = _sacct_state(job_id)
             if final:
                 state, _, by = final.partition(" ")
                 reason = ", ".join(filter(None, [by, reason]))
-        return JobState(job_id, state, state not in self._LIVE, reason)
+                uid = re.fullmatch(r"by (\d+)", by.strip())
+                cancelled_by = int(uid.group(1)) if uid else None
+        return JobState(job_id, state, state not in self._LIVE, reason,
+                        exit_code=fields.get("ExitCode", ""), cancelled_by=cancelled_by)
 
 
 class PbsScheduler(BatchScheduler):

@@ -38,13 +38,13 @@ def _instance_with_launcher(home: Path, logs: Path, scheduler: str = "slurm") ->
     (home / "dagster.yaml").write_text(yaml.safe_dump(cfg))
 
 
-def _launch(tmp: Path, tags: dict[str, str] | None = None) -> str:
+def _launch(tmp: Path, tags: dict[str, str] | None = None, job: str = "fan_job") -> str:
     run_id = str(uuid.uuid4())
     run_config = {"execution": {"config": {"cluster": {"slurm": batch_cluster(tmp)}, "scale": 2}}}
     cfg = tmp / "run.yaml"
     cfg.write_text(yaml.safe_dump(run_config))
     out = subprocess.run(
-        [str(BIN / "dagster"), "job", "launch", "-f", str(JOBS_FILE), "-j", "fan_job", "-c", str(cfg),
+        [str(BIN / "dagster"), "job", "launch", "-f", str(JOBS_FILE), "-j", job, "-c", str(cfg),
          "--run-id", run_id, "--tags", json.dumps(tags or {})],
         timeout=180, capture_output=True, text=True,
     )
