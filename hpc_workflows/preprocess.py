@@ -191,8 +191,14 @@ def _whole_file_in_window(nc: Any, settings: PreprocessSettings) -> bool:
         # Python datetimes only (standard calendars): comparable with the window's.
         first, last = cftime.num2date(values[[0, -1]], var.units, getattr(var, "calendar", "standard"),
                                       only_use_cftime_datetimes=False, only_use_python_datetimes=True)
-        return (start is None or first >= start) and (end is None or last <= end)
     except (AttributeError, TypeError, ValueError, OverflowError):
+        return False
+    # A second inside each end: cftime and xarray may round a float time differently, so a
+    # step at (or a rounding error from) a window end is left to the xarray path's decision.
+    margin = _dt.timedelta(seconds=1)
+    try:
+        return (start is None or first >= start + margin) and (end is None or last <= end - margin)
+    except TypeError:  # a timezone-aware window
         return False
 
 

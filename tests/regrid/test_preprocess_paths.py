@@ -46,9 +46,10 @@ def _content(path: Path) -> tuple[dict, dict]:
 def test_whole_file_streams_without_dask_and_equals_the_xarray_path(tmp_path: Path) -> None:
     src = _source(tmp_path / "in.nc")
     fast, general = tmp_path / "fast" / "o.nc", tmp_path / "general" / "o.nc"
-    code = ("import sys, json; from pathlib import Path; "
+    code = ("import sys, datetime as dt; from pathlib import Path; "
             "from hpc_workflows.preprocess import PreprocessSettings, preprocess_file; "
-            f"s = PreprocessSettings(target={TARGET!r}, weights_dir={str(tmp_path / 'w')!r}); "
+            f"s = PreprocessSettings(target={TARGET!r}, weights_dir={str(tmp_path / 'w')!r}, "
+            "window_start=dt.datetime(1999, 12, 31), window_end=dt.datetime(2000, 1, 1, 23, 59, 59)); "
             f"r = preprocess_file(Path({str(src)!r}), Path(sys.argv[1]), s, input_sha256='a'); "
             "print(r.time_steps, r.variables, 'dask.array' in sys.modules)")
     # The first call builds and saves the weights (xarray, dask); the second loads them.
@@ -59,8 +60,9 @@ def test_whole_file_streams_without_dask_and_equals_the_xarray_path(tmp_path: Pa
     # No xarray open with dask chunks (the file was opened three times before).
     assert out.stdout.split() == ["4", "['tas']", "False"], out.stdout + out.stderr
     # check_area_means takes the xarray path, which then streams the same file.
-    result = preprocess_file(src, general, _settings(tmp_path, check_area_means=True),
-                             input_sha256="a")
+    result = preprocess_file(src, general, _settings(
+        tmp_path, check_area_means=True, window_start=dt.datetime(1999, 12, 31),
+        window_end=dt.datetime(2000, 1, 1, 23, 59, 59)), input_sha256="a")
     assert result.time_steps == 4 and "tas" in result.mean_after
     fast_glob, fast_vars = _content(fast)
     general_glob, general_vars = _content(general)
