@@ -15,42 +15,87 @@ Usage (written into the job script by :mod:`hpc_workflows.hpc.launcher`)::
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import threading
+from typing import TYPE_CHECKING
 
-from .run_retries import arm_retry
+from .run_retries import WILL_RETRY_TAG, JobLoss, arm_retry
 from .scheduler_cli import scheduler_for
+
+if TYPE_CHECKING:
+    from dagster import DagsterInstance
 
 _JOB_ID_ENV = {"slurm": "SLURM_JOB_ID", "pbs": "PBS_JOBID"}
 
 
-def report_stop(kind: str, run_id: str) -> None:
+def report_stop(kind: str, run_id: str, instance: DagsterInstance | None = None) -> JobLoss | None:
     """Write the batch system's word on why this job is being stopped to the run's events.
 
     Unless the run is being terminated from Dagster, a run that has a retry budget is armed for
     Dagster's automatic retry when the batch system is taking the job away (walltime,
     preemption, an administrator's cancel): see :mod:`hpc_workflows.hpc.run_retries`.
+
+    Returns
+    -------
+    JobLoss or None
+        What :func:`~hpc_workflows.hpc.run_retries.arm_retry` decided, None if nothing.
     """
     from dagster import DagsterInstance, DagsterRunStatus
 
     job_id = os.environ.get(_JOB_ID_ENV[kind], "")
     state = scheduler_for(kind).state(job_id) if job_id else None
     why = state.describe() if state else "job id unknown"
-    with DagsterInstance.get() as instance:
+    with contextlib.ExitStack() as stack:
+        if instance is None:
+            instance = stack.enter_context(DagsterInstance.get())
         run = instance.get_run_by_id(run_id)
-        if run is not None:
-            if state is not None and run.status != DagsterRunStatus.CANCELING:
-                # First: the run records its failure once its teardown ends, and Dagster decides
-                # on a retry from the run's tags at that moment.
-                arm_retry(instance, run, state)
-            instance.report_engine_event(
-                f"The batch system is stopping the run's coordinator job ({why}): SIGTERM received, "
-                "the run cancels its steps and worker jobs.",
-                run,
-            )
+        if run is None:
+            return None
+        loss = None
+        if state is not None and run.status != DagsterRunStatus.CANCELING:
+            # First: the run records its failure once its teardown ends, and Dagster decides
+            # on a retry from the run's tags at that moment.
+            loss = arm_retry(instance, run, state)
+        instance.report_engine_event(
+            f"The batch system is stopping the run's coordinator job ({why}): SIGTERM received, "
+            "the run cancels its steps and worker jobs.",
+            run,
+        )
+        return loss
+
+
+def confirm_retry(instance: DagsterInstance, run_id: str) -> bool:
+    """Mark the run for retry if its failure was recorded before :func:`report_stop` armed it.
+
+    The run's teardown can be quicker than the arming (a local cluster closes in a fraction of a
+    second); Dagster then stored ``dagster/will_retry: false``. Its retry daemon reads that tag
+    when it next looks at new failures (every 5 s), so setting it now, as the job ends, is
+    usually in time; the event says what to do if it was not.
+
+    Returns
+    -------
+    bool
+        True if the tag was corrected.
+    """
+    from dagster import DagsterRunStatus
+    from dagster._core.events import RunFailureReason
+    from dagster._core.execution.retries import auto_reexecution_should_retry_run
+
+    run = instance.get_run_by_id(run_id)
+    if run is None or run.status != DagsterRunStatus.FAILURE or run.tags.get(WILL_RETRY_TAG) != "false":
+        return False
+    reason = run.tags.get("dagster/failure_reason")  # dagster._core.storage.tags.RUN_FAILURE_REASON_TAG
+    if not auto_reexecution_should_retry_run(instance, run, RunFailureReason(reason) if reason else None):
+        return False
+    instance.add_run_tags(run_id, {WILL_RETRY_TAG: "true"})
+    instance.report_engine_event(
+        "The run's failure was recorded before its retry was armed: marked for retry now. If no "
+        "retry run follows within a minute, re-execute the run (all steps) from the UI.", run)
+    return True
 
 
 def report_unfinished(run_id: str, returncode: int) -> None:
@@ -82,20 +127,33 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cannot start {command[0]!r}: {exc}", file=sys.stderr)
         report_unfinished(run_id, 127)
         return 127
-    # Import now, while the child starts: on a loaded node importing Dagster takes seconds, and
-    # KillWait leaves only seconds between SIGTERM and SIGKILL.
-    import dagster  # noqa: F401
+    # Import and open the instance now, while the child starts: on a loaded node importing
+    # Dagster takes seconds, KillWait leaves only seconds between SIGTERM and SIGKILL, and the
+    # retry must be armed before the run records its failure (see report_stop).
+    from dagster import DagsterInstance
 
-    while child.poll() is None:
-        if stopping.wait(0.5):
+    with contextlib.ExitStack() as stack:
+        try:
+            instance = stack.enter_context(DagsterInstance.get())
+        except Exception as exc:  # noqa: BLE001 - report_stop opens its own then
+            print(f"could not open the Dagster instance: {exc}", file=sys.stderr)
+            instance = None
+        loss = None
+        while child.poll() is None:
+            if stopping.wait(0.5):
+                try:
+                    loss = report_stop(kind, run_id, instance)
+                except Exception as exc:  # noqa: BLE001 - the run's own teardown matters more
+                    print(f"could not report the stop to the run's events: {exc}", file=sys.stderr)
+                break
+        returncode = child.wait()
+        if returncode != 0:
+            report_unfinished(run_id, returncode)
+        if loss is not None and loss.retry and instance is not None:
             try:
-                report_stop(kind, run_id)
-            except Exception as exc:  # noqa: BLE001 - the run's own teardown matters more
-                print(f"could not report the stop to the run's events: {exc}", file=sys.stderr)
-            break
-    returncode = child.wait()
-    if returncode != 0:
-        report_unfinished(run_id, returncode)
+                confirm_retry(instance, run_id)
+            except Exception as exc:  # noqa: BLE001
+                print(f"could not confirm the run's retry: {exc}", file=sys.stderr)
     return returncode
 
 

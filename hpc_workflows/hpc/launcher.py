@@ -14,6 +14,8 @@ Per run, tags override the job's resources: ``hpc_workflows/queue``, ``hpc_workf
 recorded as the run tag ``hpc_workflows/batch_job_id``; run monitoring asks the batch system
 about that job, and terminate cancels it. The job script holds no instance config (it may hold
 database credentials): the job reads ``$DAGSTER_HOME/dagster.yaml`` like any Dagster process.
+With ``run_retries`` enabled there, Dagster's daemon retries a run only when the batch system
+lost its coordinator job (:mod:`hpc_workflows.hpc.run_retries`).
 """
 
 from __future__ import annotations

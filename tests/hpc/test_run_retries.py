@@ -94,6 +94,38 @@ def test_which_job_ends_are_losses(state, retry):
     assert state.describe() in loss.why
 
 
+def test_a_failure_recorded_before_the_arm_is_marked_for_retry_as_the_job_ends(dagster_home: Path):
+    """The race of the SIGTERM path, lost on purpose: the run's teardown records the failure first."""
+    import dagster as dg
+
+    from hpc_workflows.hpc.coordinator_job import confirm_retry
+
+    cfg = yaml.safe_load((dagster_home / "dagster.yaml").read_text())
+    cfg["run_retries"] = {"enabled": True, "max_retries": 1, "retry_on_asset_or_op_failure": False}
+    (dagster_home / "dagster.yaml").write_text(yaml.safe_dump(cfg))
+
+    @dg.op
+    def noop() -> None:
+        pass
+
+    @dg.job
+    def tiny():
+        noop()
+
+    with dg.DagsterInstance.get() as instance:
+        runs = [instance.create_run_for_job(tiny, tags={BUDGET_TAG: "1", "dagster/max_retries": "0"})
+                for _ in range(2)]
+        for run in runs:
+            instance.report_run_failed(run, "interrupted")  # as the torn-down run records it
+            assert instance.get_run_by_id(run.run_id).tags["dagster/will_retry"] == "false"
+        armed, never_armed = runs
+        instance.add_run_tags(armed.run_id, {"dagster/max_retries": "1"})  # the late arm
+        assert confirm_retry(instance, armed.run_id)
+        assert instance.get_run_by_id(armed.run_id).tags["dagster/will_retry"] == "true"
+        assert not confirm_retry(instance, never_armed.run_id)  # a run not armed stays as it is
+        assert instance.get_run_by_id(never_armed.run_id).tags["dagster/will_retry"] == "false"
+
+
 # -- real runs on the testbed ------------------------------------------------------------------
 
 
