@@ -305,3 +305,23 @@ def test_bad_retry_tag_is_refused_before_submission(launcher_env: Path):
     # A config error comes back on every retry: the failed launch is not retried.
     assert run.tags["dagster/max_retries"] == "0" and run.tags.get("dagster/will_retry") == "false"
     assert not queue_jobs(f"dagster-run-{run_id[:8]}")
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+@pytest.mark.usefixtures("testbed")
+def test_owners_own_scancel_is_not_retried(launcher_env: Path):
+    # The test runs as the jobs' owner: a plain scancel is "CANCELLED by <owner uid>" in the
+    # accounting, which the coordinator reads at SIGTERM.
+    out = launcher_env / "out"
+    run_id = _launch_pipeline(launcher_env, tags={})
+    job_id = wait_until(lambda: _coordinator_running(run_id), 300, "the coordinator job to run")
+    wait_until(lambda: len(_ledger(out)) >= 1, 300, "a file complete", interval=0.1)
+    subprocess.run(["scancel", job_id], check=True)
+    wait_until(lambda: _run(run_id).is_finished, 60, "the run to be failed")
+    run = _run(run_id)
+    assert run.status.value == "FAILURE"
+    assert f"batch job {job_id}: CANCELLED (by {OWNER}" in _messages(run_id)
+    assert "cancelled by its owner, which means stop" in _messages(run_id)
+    # What Dagster's retry daemon reads: no retry.
+    assert run.tags["dagster/max_retries"] == "0" and run.tags["dagster/will_retry"] == "false"
