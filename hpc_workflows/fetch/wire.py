@@ -181,9 +181,11 @@ def _target(url: str) -> tuple[str, str, int, str]:
         raise InvalidURL(f"unsupported scheme {scheme!r}")
     if not parts.hostname:
         raise InvalidURL("no host")
+    # Percent-encode what may not appear raw in a request line (spaces, non-ASCII), as httpx
+    # and curl do; http.client would refuse the URL instead.
     target = quote(parts.path or "/", safe=_PATH_SAFE)
     if parts.query:
-        target += "?" + parts.query
+        target += "?" + quote(parts.query, safe=_PATH_SAFE + "?")
     return scheme, parts.hostname, port or (443 if scheme == "https" else 80), target
 
 
@@ -218,6 +220,8 @@ def _send(url: str, headers: Mapping[str, str], connect_timeout: float | None, r
                 conn.putheader(name, value)
             conn.endheaders()
             raw = conn.getresponse()
+        except http.client.InvalidURL as exc:
+            raise InvalidURL(str(exc)) from None
         except (socket.timeout, TimeoutError) as exc:
             raise ReadTimeout(str(exc) or "read timed out") from exc
         except (OSError, http.client.HTTPException) as exc:

@@ -433,3 +433,11 @@ def test_a_download_process_imports_no_heavy_library(server, payload, tmp_path):
     env = {k: v for k, v in os.environ.items() if k.upper() not in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")}
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, env=env)
     assert out.stdout.strip() == "[]"
+
+
+def test_space_and_non_ascii_in_the_url_are_percent_encoded(server, payload, tmp_path, fast_settings):
+    server.add("/radar/a%20b%C3%A9.tar", payload)
+    url = f"http://127.0.0.1:{server.port}/radar/a bé.tar?day=2020 02 14"
+    result = fetch(Source(key="k", url=url, checksum=f"sha256:{sha256_hex(payload)}"), tmp_path, fast_settings)
+    assert result.path.read_bytes() == payload
+    assert [r.path for r in server.requests()] == ["/radar/a%20b%C3%A9.tar"]
