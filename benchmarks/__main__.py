@@ -19,6 +19,7 @@ BENCHMARKS = {
     "archive": "archive_bench.py",    # 100..10,958 tiny files: batches vs one step per file
     "instance": "instance_bench.py",  # concurrent event writers: SQLite vs PostgreSQL
     "ui": "ui_bench.py",              # a run's page in headless Chromium, run history per file
+    "pools": "pools_bench.py",        # fetch_and_regrid with/without a fetch pool (SLURM testbed)
 }
 
 

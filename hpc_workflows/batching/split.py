@@ -53,7 +53,7 @@ from hpc_workflows.batching.run import (
 )
 from hpc_workflows.fetch import Source
 
-__all__ = ["FetchedBatch", "SharedScratchError", "fetch_batch", "node_name", "regrid_batch"]
+__all__ = ["FetchedBatch", "HandoffGate", "SharedScratchError", "fetch_batch", "node_name", "regrid_batch"]
 
 
 class SharedScratchError(ValueError):
@@ -179,6 +179,65 @@ def fetch_batch(
                     on_fetched(done, len(items))
     return FetchedBatch(keys=[s.key for s in sources], items=items, fetched=fetched, errors=errors,
                         seconds=seconds, results=results, node=node_name())
+
+
+class HandoffGate:
+    """Bounds the batches of a run that are fetched but not yet regridded.
+
+    Fetch steps do not otherwise wait for regrid steps: when the data movers outrun the
+    compute nodes, fetched files pile up on scratch (measured: all 40 files of a 4-batch run
+    at once, benchmarks/pools_bench.py). Each fetched batch leaves a marker
+    ``<workdir>/.fetched/<run_id>/<batch>`` (the scratch is shared, so every node sees them)
+    until its regrid ends; a fetch waits while ``limit`` markers are there.
+
+    Parameters
+    ----------
+    workdir
+        The run's scratch (``output.workdir``), shared by the fetch and compute nodes.
+    run_id
+        The run's id: markers of other (or crashed) runs do not count.
+    limit
+        Batches allowed to wait for or be in regridding (None: no bound).
+    """
+
+    def __init__(self, workdir: Path, run_id: str, limit: int | None):
+        self.folder = workdir / ".fetched" / run_id
+        self.limit = limit
+
+    def pending(self) -> int:
+        """Batches of this run fetched and not yet regridded."""
+        try:
+            return sum(1 for _ in self.folder.iterdir())
+        except FileNotFoundError:
+            return 0
+
+    def wait_for_room(self, timeout: float, poll: float = 1.0) -> bool:
+        """Wait until fewer than ``limit`` batches are pending; False if ``timeout`` s passed."""
+        if self.limit is None:
+            return True
+        deadline = time.monotonic() + timeout
+        while self.pending() >= self.limit:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(min(poll, max(0.0, deadline - time.monotonic())))
+        return True
+
+    def hold(self, batch: str) -> None:
+        """Mark ``batch`` fetched (call once its files are on scratch)."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        (self.folder / batch).touch()
+
+    def release(self, batch: str) -> None:
+        """Unmark ``batch`` (call when its regrid ends, whatever the outcome)."""
+        (self.folder / batch).unlink(missing_ok=True)
+
+    def remove(self) -> None:
+        """Remove the run's markers (when the run ends), and their folder once no run has any."""
+        shutil.rmtree(self.folder, ignore_errors=True)
+        try:
+            self.folder.parent.rmdir()
+        except OSError:  # another run's markers are there, or it never existed
+            pass
 
 
 def _unseen(fetched: Fetched, batch: FetchedBatch, job: BatchJob) -> SharedScratchError | None:

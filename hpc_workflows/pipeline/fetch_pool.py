@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["FETCH_POOL", "fetch_pool_of", "shared_workdir_problem"]
+__all__ = ["FETCH_POOL", "fetch_pool_of", "regrid_workers_of", "shared_workdir_problem"]
 
 #: The worker pool (a key of ``execution.config.worker_pools``) whose nodes fetch: when a run
 #: defines it, each batch is fetched there and regridded on the default cluster.
@@ -27,6 +27,14 @@ def _executor_config(run_config: Mapping[str, Any]) -> Mapping[str, Any]:
 def fetch_pool_of(run_config: Mapping[str, Any]) -> Mapping[str, Any] | None:
     """The run's ``fetch`` worker pool config, or None when the run has none."""
     return (_executor_config(run_config).get("worker_pools") or {}).get(FETCH_POOL)
+
+
+def regrid_workers_of(run_config: Mapping[str, Any]) -> int | None:
+    """The most workers the default cluster (where batches are regridded) may have: ``scale``,
+    else ``adapt.maximum``; None when the run config does not say."""
+    execution = _executor_config(run_config)
+    most = execution.get("scale") or (execution.get("adapt") or {}).get("maximum")
+    return int(most) if most else None
 
 
 def _node_local_dirs(run_config: Mapping[str, Any]) -> list[tuple[str, Path]]:

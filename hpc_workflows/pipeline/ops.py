@@ -38,12 +38,17 @@ from dagster import (
 
 from hpc_workflows.batching import FileResult, Progress, plan_work, run_batch
 from hpc_workflows.batching.files import complete_result
-from hpc_workflows.batching.split import FetchedBatch, fetch_batch, node_name, regrid_batch
+from hpc_workflows.batching.split import FetchedBatch, HandoffGate, fetch_batch, node_name, regrid_batch
 from hpc_workflows.config import BatchingConfig, WorkflowConfig
 from hpc_workflows.fetch import Source
 from hpc_workflows.hpc.executor import COORDINATOR_TAG
 from hpc_workflows.hpc.pools import POOL_OPTIONAL_TAG, POOL_TAG
-from hpc_workflows.pipeline.fetch_pool import FETCH_POOL, fetch_pool_of, shared_workdir_problem
+from hpc_workflows.pipeline.fetch_pool import (
+    FETCH_POOL,
+    fetch_pool_of,
+    regrid_workers_of,
+    shared_workdir_problem,
+)
 from hpc_workflows.pipeline.settings import batch_job, planned_sources
 
 __all__ = ["fetch_batch_op", "plan_sources_op", "process_batch_op", "regrid_batch_op",
@@ -58,6 +63,10 @@ STEP_RETRY = RetryPolicy(max_retries=2, delay=5, backoff=Backoff.EXPONENTIAL, ji
 
 #: Seconds between a batch's progress lines (besides its first and last file).
 PROGRESS_EVERY_S = 5.0
+
+#: How long a fetch step waits for the regrid steps to free scratch before it fetches anyway
+#: (a marker left by a regrid step whose worker was killed must not stall the run for ever).
+FETCH_AHEAD_TIMEOUT_S = 1800.0
 
 #: Steps that only read and write small files run in the run's own process, so a run with
 #: nothing to do never starts a worker (see hpc_workflows.hpc.executor).
@@ -243,6 +252,18 @@ def fetch_batch_op(context: OpExecutionContext, config: WorkflowConfig, batch: l
     """
     job = batch_job(config)
     sources = [Source(**s) for s in batch]
+    # Scratch stays bounded: fetch only while fewer than two batches per worker of the default
+    # cluster are fetched and not yet regridded (the data movers may outrun the compute nodes).
+    # Two, not one: each compute worker then has its next batch ready while it regrids one,
+    # so fetching and regridding overlap.
+    workers = regrid_workers_of(context.run_config)
+    gate = HandoffGate(job.workdir, context.run_id, 2 * workers if workers else None)
+    if gate.limit is not None and gate.pending() >= gate.limit:
+        context.log.info(f"waiting for scratch: {gate.pending()} batch(es) fetched and not yet "
+                         f"regridded (at most {gate.limit}: two per worker of the default cluster)")
+    if not gate.wait_for_room(FETCH_AHEAD_TIMEOUT_S):
+        context.log.warning(f"fetching although {gate.pending()} batch(es) still wait for regridding "
+                            f"after {FETCH_AHEAD_TIMEOUT_S:.0f} s (a regrid step lost its worker?)")
     warnings = _RunWarnings(context.log)
     run_sources = planned_sources(config) if job.neighbour_step is not None else None
     fetched = fetch_batch(sources, job, log=warnings,  # type: ignore[arg-type]  # a logger for what fetch calls
@@ -259,6 +280,7 @@ def fetch_batch_op(context: OpExecutionContext, config: WorkflowConfig, batch: l
         raise Failure(description=f"{len(retryable)} of {len(sources)} file(s) failed to fetch with "
                       f"errors a retry may fix; retrying (the others stay on scratch):\n{listing}",
                       metadata=metadata, allow_retries=True)
+    gate.hold(context.get_mapping_key() or "batch")
     return Output(fetched, metadata=metadata)
 
 
@@ -269,8 +291,11 @@ def regrid_batch_op(context: OpExecutionContext, config: WorkflowConfig, fetched
     failures included, which a retry of this step does not redo)."""
     job = batch_job(config)
     warnings = _RunWarnings(context.log)
-    results = regrid_batch(fetched, job, log=warnings,  # type: ignore[arg-type]
-                           progress=_ProgressLog(context, warnings, PROGRESS_EVERY_S))
+    try:
+        results = regrid_batch(fetched, job, log=warnings,  # type: ignore[arg-type]
+                               progress=_ProgressLog(context, warnings, PROGRESS_EVERY_S))
+    finally:  # its files are off scratch (or kept for a retry): the next fetch may start
+        HandoffGate(job.workdir, context.run_id, None).release(context.get_mapping_key() or "batch")
     warnings.forward()
     return _batch_output(results, extra={"node": node_name(), "fetched_on": fetched.node},
                          not_retried=frozenset(r.key for r in fetched.fetch_failures))
@@ -322,6 +347,7 @@ def summarise_op(context: OpExecutionContext, config: WorkflowConfig, plan: dict
     with open(part, "w") as fh:  # streamed: no second copy of a 10,000-file summary in memory
         json.dump(summary, fh, indent=1, default=str, allow_nan=False)
     part.replace(path)
+    HandoffGate(config.output.workdir_path, context.run_id, None).remove()  # runs with a fetch pool
     context.log.info(
         f"run summary: {summary['sources']} source(s), {summary['already_complete']} already complete, "
         f"{summary['fetched']} fetched, {summary['outputs_written']} output(s) written, "

@@ -108,3 +108,20 @@ def test_windows_across_files_split_over_two_batches(tmp_path):
         with xr.open_dataset(job.output_path(f"{day:%Y%m%d}", "data")) as ds:
             np.testing.assert_allclose(ds.rainfall_rate.values[0], window_sum(
                 f"{day:%Y-%m-%d}T09:00", f"{nxt:%Y-%m-%d}T09:00"), rtol=1e-5)
+
+
+def test_handoff_gate_bounds_batches_fetched_and_not_yet_regridded(tmp_path):
+    from hpc_workflows.batching.split import HandoffGate
+
+    gate = HandoffGate(tmp_path / "scratch", "run-a", limit=2)
+    assert gate.wait_for_room(timeout=0)  # nothing pending
+    gate.hold("b1")
+    assert gate.wait_for_room(timeout=0)
+    gate.hold("b2")
+    assert not gate.wait_for_room(timeout=0.3, poll=0.05)  # full: a third fetch waits
+    assert HandoffGate(tmp_path / "scratch", "run-b", limit=2).wait_for_room(timeout=0)  # other runs' markers do not count
+    gate.release("b1")  # b1's regrid ended
+    assert gate.wait_for_room(timeout=0) and gate.pending() == 1
+    assert HandoffGate(tmp_path / "scratch", "run-a", limit=None).wait_for_room(timeout=0)  # no bound
+    gate.remove()
+    assert gate.pending() == 0 and not (tmp_path / "scratch" / ".fetched").exists()
