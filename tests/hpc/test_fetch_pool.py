@@ -121,3 +121,27 @@ def test_scratch_on_node_local_storage_is_refused_before_any_worker(hpc_env):
     assert "output.workdir" in messages and "filesystem both see" in messages
     assert "Starting local Dask cluster" not in messages  # nothing was started
     assert step_events(records, "STEP_FAILURE") == ["fetch_and_regrid.plan_sources"]
+
+
+@pytest.mark.slow
+def test_a_file_that_fails_to_fetch_fails_its_regrid_step_alone_without_retries(hpc_env):
+    """Local clusters for both pools: a missing file (a FetchError, final) is handed on by its
+    fetch step; its regrid step writes the batch's other file, then fails naming it, with no
+    retry of either step (a retry would only repeat it)."""
+    make_sources(hpc_env / "archive", 4, missing=(2,))
+    workflow = _workflow(hpc_env, "out")
+    workflow["window"]["end"] = "2020-01-04"
+    ok, records, _ = _run(workflow, {
+        "cluster": {"local": {}}, "scale": 1,
+        "worker_pools": {"fetch": {"cluster": {"local": {}}, "scale": 1}},
+    })
+    assert not ok
+    assert step_events(records, "STEP_FAILURE") == ["fetch_and_regrid.regrid_batch[20200103_to_20200104]"]
+    assert not step_events(records, "STEP_UP_FOR_RETRY")
+    fetched = _output_metadata(records, "fetch_batch")
+    assert fetched["fetch_and_regrid.fetch_batch[20200103_to_20200104]"]["failed"] == 1
+    messages = event_messages(records)
+    assert "1 of 2 file(s) failed with errors a retry would repeat" in messages
+    assert "20200103: FetchError" in messages
+    assert sorted(p.name for p in (hpc_env / "out").glob("tas_*.nc")) == [
+        "tas_20200101.nc", "tas_20200102.nc", "tas_20200104.nc"]
