@@ -164,7 +164,7 @@ def _du(path: Path) -> int:
 def _loop_seconds_per_file(work: Path, n: int) -> tuple[float, float]:
     """The per-file work in a plain loop in this process (up to 200 files): wall and CPU
     seconds per file (the CPU figure is what a loaded, shared machine does not distort)."""
-    from hpc_workflows.batching import process_file
+    from hpc_workflows.batching import Ledger, process_file
     from hpc_workflows.config import validate_workflow_config
     from hpc_workflows.pipeline.settings import batch_job, planned_sources
 
@@ -172,10 +172,13 @@ def _loop_seconds_per_file(work: Path, n: int) -> tuple[float, float]:
     cfg = validate_workflow_config(_workflow(work, n, out))
     job = batch_job(cfg)
     sources = planned_sources(cfg)[: min(n, 200)]
-    process_file(sources[0], job)  # weights built once, imports warm: not per-file work
+    # One ledger for the loop, as a batch keeps one: without it every file re-reads the
+    # whole ledger, which grows with the loop and would inflate the reference.
+    ledger = Ledger(job.output_dir)
+    process_file(sources[0], job, ledger)  # weights built once, imports warm: not per-file work
     started, cpu = time.perf_counter(), time.process_time()
     for source in sources[1:]:
-        assert process_file(source, job).status == "written"
+        assert process_file(source, job, ledger).status == "written"
     files = max(1, len(sources) - 1)
     return (time.perf_counter() - started) / files, (time.process_time() - cpu) / files
 
