@@ -9,10 +9,12 @@ wasted allocation). So the launcher holds the run's retry budget in :data:`BUDGE
 ``dagster/max_retries`` to 0 when it submits the run; only the code that sees the batch system
 end the job (run monitoring's health check, the coordinator job's SIGTERM handler) sets it back
 to the budget, *before* the run's failure is recorded. Which job ends count as lost is
-:data:`~hpc_workflows.hpc.failures.RETRY_RULES`, the rule the executor applies to worker jobs.
+:data:`~hpc_workflows.hpc.failures.RETRY_RULES`, the rule the executor applies to worker jobs,
+except the owner's own ``scancel``, which means stop.
 
 The tag names are Dagster's public ones, written out so this module imports no Dagster (the
-coordinator job imports it while its run is being torn down); tests check they match.
+coordinator job imports it before it starts the run, and must start it fast); tests check
+they match.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ if TYPE_CHECKING:
     from dagster import DagsterInstance
     from dagster._core.storage.dagster_run import DagsterRun
 
-__all__ = ["BUDGET_TAG", "MAX_RETRIES_TAG", "RETRY_STRATEGY_TAG", "STRATEGIES", "JobLoss",
+__all__ = ["BUDGET_TAG", "MAX_RETRIES_TAG", "RETRY_STRATEGY_TAG", "WILL_RETRY_TAG", "STRATEGIES", "JobLoss",
            "RetrySettingError", "arm_retry", "launch_tags", "job_loss"]
 
 #: The run's retry budget (whole number), kept while ``dagster/max_retries`` says 0.
