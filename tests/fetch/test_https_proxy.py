@@ -92,3 +92,24 @@ def test_no_proxy_host_is_fetched_directly(server, tmp_path, fast_settings, monk
     result = fetch(Source(key="k", url=url, checksum=f"sha256:{sha256_hex(payload)}"), tmp_path, fast_settings)
     assert result.path.read_bytes() == payload
     assert [r.proxied_for for r in server.requests()] == [None]
+
+
+def test_sidecar_and_resume_through_a_proxy(server, tmp_path, fast_settings, monkeypatch):
+    """Through the proxy path (httpx) too: the sidecar is read, a dropped body resumes with Range."""
+    from tests.fetch.fault_server import Fault
+
+    payload = os.urandom(300_000)
+    server.add("/radar/x.tar", payload)
+    server.add("/radar/x.tar.sha256", f"{sha256_hex(payload)}  x.tar\n".encode())
+    server.inject("/radar/x.tar", Fault("drop", at=100_000))
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{server.port}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    fast_settings.checksum_sidecar = "sha256"
+    url = "http://archive.invalid:8080/radar/x.tar"
+    result = fetch(Source(key="k", url=url), tmp_path, fast_settings)
+    assert result.path.read_bytes() == payload and result.verified == f"sha256:{sha256_hex(payload)}"
+    assert result.resumed_from > 0
+    assert [(r.path, r.range) for r in server.requests()][0] == ("/radar/x.tar.sha256", None)
+    assert [r.range for r in server.requests() if r.path == "/radar/x.tar"][-1].startswith("bytes=")
+    assert all(r.proxied_for for r in server.requests())
