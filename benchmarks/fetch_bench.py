@@ -20,18 +20,16 @@ with its growth during the downloads (must stay far below the file size: we stre
 
 from __future__ import annotations
 
-import argparse
-import hashlib
 import json
 import os
 import resource
-import shutil
-import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+# The driver's own modules (argparse, subprocess, statistics...) are imported in the driver's
+# functions: the "--ours" child runs this file too, and a fetch step's process would not load
+# them, so they must not count against our start-up.
 
 BLOCK = 4 << 20
 
@@ -119,6 +117,8 @@ def run_ours(spec_path: str) -> None:
 # --- driver -----------------------------------------------------------------------------------
 def make_files(folder: Path, count: int, size: int) -> list[tuple[str, str]]:
     """Write ``count`` random files of ``size`` bytes; return (name, sha256) pairs."""
+    import hashlib
+
     out = []
     for i in range(count):
         name = f"file{i:02d}.bin"
@@ -137,6 +137,8 @@ def make_files(folder: Path, count: int, size: int) -> list[tuple[str, str]]:
 def time_curl(urls: list[str], dest: Path, parallel: int, then_hash: bool = False) -> tuple[float, float]:
     """Wall seconds and CPU seconds (user + system) of one curl run (then ``sha256sum`` of the
     downloaded files when ``then_hash``: what a shell script verifying its downloads costs)."""
+    import subprocess
+
     args = ["curl", "--silent", "--show-error", "--fail", "--no-progress-meter"]
     if parallel > 1:
         args += ["--parallel", "--parallel-max", str(parallel)]
@@ -154,6 +156,8 @@ def time_curl(urls: list[str], dest: Path, parallel: int, then_hash: bool = Fals
 
 
 def time_ours(urls: list[str], sums: list[str], dest: Path, parallel: int, work: Path, fsync: bool) -> dict:
+    import subprocess
+
     spec = work / "spec.json"
     spec.write_text(json.dumps({"sources": [[u, f"sha256:{s}"] for u, s in zip(urls, sums)],
                                 "dest": str(dest), "parallel": parallel, "fsync": fsync}))
@@ -171,6 +175,12 @@ def time_ours(urls: list[str], sums: list[str], dest: Path, parallel: int, work:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import shutil
+    import statistics
+    import subprocess
+    import tempfile
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--files", type=int, default=8)
     parser.add_argument("--size-mb", type=int, default=64)
