@@ -19,9 +19,40 @@ _TEMPLATE_FIELDS = ("dt", "iris_sample_data")
 _MONTH_RE = re.compile(r"^\s*(\d*)\s*(months?|mon|MS)\s*$", re.IGNORECASE)
 _YEAR_RE = re.compile(r"^\s*(\d*)\s*(years?|YS)\s*$", re.IGNORECASE)
 
+# The fixed steps people write ("24h", "1D", "30min", "1 day 6 hours"), parsed without pandas:
+# importing it costs ~0.7 s in every process that plans (each re-run, each worker). Units are
+# pandas' own spellings (plus its deprecated "H", "d", "S", "w", which it still accepts), so a
+# step means the same either way; whatever this does not cover (fractions, "1 days 02:00:00",
+# ISO "P1D") falls through to pd.Timedelta. "M" is not here: pandas refuses it as ambiguous.
+_FIXED_UNITS = {
+    **dict.fromkeys(("W", "w"), "weeks"),
+    **dict.fromkeys(("D", "d", "day", "days"), "days"),
+    **dict.fromkeys(("h", "H", "hr", "hour", "hours"), "hours"),
+    **dict.fromkeys(("m", "min", "minute", "minutes"), "minutes"),
+    **dict.fromkeys(("s", "S", "sec", "second", "seconds"), "seconds"),
+}
+_UNIT_ALTERNATION = "|".join(sorted(_FIXED_UNITS, key=len, reverse=True))  # longest first
+_FIXED_TERM_RE = re.compile(rf"(\d+)\s*({_UNIT_ALTERNATION})(?![A-Za-z])")
+_FIXED_STEP_RE = re.compile(rf"\s*\+?(?:\d+\s*(?:{_UNIT_ALTERNATION})(?![A-Za-z])\s*,?\s*)+")
+
+
+def _fixed_step(step: str) -> timedelta | None:
+    """``step`` as a timedelta if it is whole numbers of weeks/days/hours/minutes/seconds."""
+    if not _FIXED_STEP_RE.fullmatch(step):
+        return None
+    parts: dict[str, int] = {}
+    for number, unit in _FIXED_TERM_RE.findall(step):
+        name = _FIXED_UNITS[unit]
+        parts[name] = parts.get(name, 0) + int(number)
+    return timedelta(**parts)
+
 
 def parse_step(step: str | timedelta) -> timedelta | pd.DateOffset:
     """Parse a planning step such as ``"24h"``, ``"1D"``, ``"30min"``, ``"1MS"``, ``"1 month"``.
+
+    Whole weeks, days, hours, minutes and seconds (``"6h"``, ``"1 day 6 hours"``) are parsed
+    here; other fixed durations by ``pandas.Timedelta``; months and years become a
+    ``pandas.DateOffset``. pandas is imported only for those last two.
 
     Returns
     -------
@@ -33,14 +64,19 @@ def parse_step(step: str | timedelta) -> timedelta | pd.DateOffset:
     ValueError
         If the step is not understood or not positive.
     """
-    import pandas as pd
-
     if isinstance(step, timedelta):
         if step <= timedelta(0):
             raise ValueError(f"step {step!r} must be positive [field: step]")
         return step
     if not isinstance(step, str) or not step.strip():
         raise ValueError(f"step {step!r} must be a string like '24h', '1D' or '1 month' [field: step]")
+    fixed = _fixed_step(step)
+    if fixed is not None:
+        if fixed <= timedelta(0):
+            raise ValueError(f"step {step!r} must be positive [field: step]")
+        return fixed
+    import pandas as pd
+
     for regex, unit in ((_MONTH_RE, "months"), (_YEAR_RE, "years")):
         match = regex.match(step)
         if match:
