@@ -312,6 +312,18 @@ def strict_json(value: Any) -> Any:
     return value
 
 
+def _missing_files(config: WorkflowConfig, plan: dict, results: list[dict]) -> list[str]:
+    """Keys of planned files without a result: none unless some batch step never ran.
+
+    Dagster's re-execution from failure can leave out mapped steps that had not started when the
+    parent run died; their files would otherwise vanish from the summary without a word.
+    """
+    if len(results) >= plan["sources"]:
+        return []
+    have = {r["key"] for r in results}
+    return [s.key for s in planned_sources(config) if s.key not in have]
+
+
 @op(name="summarise", tags={"kind": "summary", **_ON_COORDINATOR})
 def summarise_op(context: OpExecutionContext, config: WorkflowConfig, plan: dict,
                  batches: list[list], regridded: list[list]) -> Output[dict]:
@@ -323,6 +335,7 @@ def summarise_op(context: OpExecutionContext, config: WorkflowConfig, plan: dict
     # Only batch results can hold NaN (area means); the plan's complete files are plain.
     results = sorted(plan["complete"] + [strict_json(r) for batch in [*batches, *regridded] for r in batch],
                      key=lambda r: r["key"])
+    missing = _missing_files(config, plan, results)
     fetched = [r for r in results if r["status"] == "written" and not r["fetch"]["skipped"]]
     total_bytes = sum(r["fetch"]["bytes"] for r in fetched)
     fetch_seconds = sum(r["fetch"]["seconds"] for r in fetched)
@@ -342,6 +355,8 @@ def summarise_op(context: OpExecutionContext, config: WorkflowConfig, plan: dict
         "outputs_skipped": sum(1 for r in results for o in r["outputs"] if o["skipped"]),
         "results": results,
     }
+    if missing:
+        summary["missing"] = missing
     path = config.output.directory_path / "run_summary.json"
     part = path.with_name(path.name + ".part")
     with open(part, "w") as fh:  # streamed: no second copy of a 10,000-file summary in memory
@@ -353,6 +368,18 @@ def summarise_op(context: OpExecutionContext, config: WorkflowConfig, plan: dict
         f"{summary['fetched']} fetched, {summary['outputs_written']} output(s) written, "
         f"{summary['outputs_skipped']} already complete; summary in {path}"
     )
+    if missing:
+        # After the summary is written: it says what the run did do.
+        raise Failure(
+            description=(
+                f"{len(missing)} planned file(s) have no result in this run "
+                f"({', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}): their batch steps "
+                "never ran. A re-execution 'from failure' skips mapped steps that had not started "
+                "(dagster-io/dagster#19490); re-execute with 'all steps' instead: complete files "
+                "are skipped, so only the rest is done."),
+            metadata={"missing": len(missing), "summary_file": str(path)},
+            allow_retries=False,
+        )
     return Output(summary, metadata={"summary_file": str(path), "sources": summary["sources"],
                                      "outputs_written": summary["outputs_written"],
                                      "outputs_skipped": summary["outputs_skipped"]})
