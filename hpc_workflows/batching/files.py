@@ -13,6 +13,7 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -298,6 +299,19 @@ def outputs_complete(source: Source, job: BatchJob, ledger: Ledger) -> bool:
     """Whether every output of ``source`` is complete by the ledger rule (nothing to do)."""
     wanted = list(job.outputs_for(source).values())
     return len(ledger.completed(wanted)) == len(wanted)
+
+
+def split_complete(sources: Sequence[Source], job: BatchJob,
+                   ledger: Ledger) -> tuple[list[Source], list[Source]]:
+    """``sources`` split into (complete by the ledger rule, still to do), each in order.
+
+    One ``stat`` per output: planning, batches and their halves all decide the same way.
+    """
+    complete: list[Source] = []
+    todo: list[Source] = []
+    for source in sources:
+        (complete if outputs_complete(source, job, ledger) else todo).append(source)
+    return complete, todo
 
 
 def process_file(source: Source, job: BatchJob, ledger: Ledger | None = None,

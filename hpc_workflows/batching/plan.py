@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from hpc_workflows.batching.files import outputs_complete
+from hpc_workflows.batching.files import split_complete
 from hpc_workflows.batching.job import BatchJob, default_files_per_step
 from hpc_workflows.batching.ledger import Ledger
 from hpc_workflows.fetch import Source
@@ -48,9 +48,7 @@ def plan_work(sources: Sequence[Source], job: BatchJob, files_per_step: int | No
     WorkPlan
     """
     ledger = ledger or Ledger(job.output_dir)
-    complete, todo = [], []
-    for source in sources:
-        (complete if outputs_complete(source, job, ledger) else todo).append(source)
+    complete, todo = split_complete(sources, job, ledger)
     size = files_per_step or default_files_per_step(len(todo))
     batches = [todo[i:i + size] for i in range(0, len(todo), size)]
     return WorkPlan(complete=complete, batches=batches, files_per_step=size)

@@ -44,8 +44,8 @@ from hpc_workflows.batching.files import (
     complete_result,
     failed_result,
     fetch_inputs,
-    outputs_complete,
     recall_inputs,
+    split_complete,
     write_outputs,
 )
 from hpc_workflows.batching.job import BatchJob
@@ -120,13 +120,8 @@ def run_batch(
     ledger = ledger or Ledger(job.output_dir)
     ledger.entries(reload=True)
     started = time.perf_counter()
-    results: dict[str, FileResult] = {}
-    todo: list[Source] = []
-    for source in sources:
-        if outputs_complete(source, job, ledger):
-            results[source.key] = complete_result(source, job)
-        else:
-            todo.append(source)
+    complete, todo = split_complete(sources, job, ledger)
+    results: dict[str, FileResult] = {s.key: complete_result(s, job) for s in complete}
     state = {"done": len(results), "failed": 0, "bytes": 0}
     complete_before = len(results)
 

@@ -38,6 +38,7 @@ from hpc_workflows.batching.files import (
     complete_result,
     failed_result,
     outputs_complete,
+    split_complete,
 )
 from hpc_workflows.batching.job import BatchJob
 from hpc_workflows.batching.ledger import Ledger
@@ -141,13 +142,8 @@ def fetch_batch(
         Failures included (in ``results``); nothing is raised for a file's failure.
     """
     ledger = ledger or Ledger(job.output_dir)
-    results: dict[str, FileResult] = {}
-    todo: list[Source] = []
-    for source in sources:
-        if outputs_complete(source, job, ledger):
-            results[source.key] = complete_result(source, job)
-        else:
-            todo.append(source)
+    complete, todo = split_complete(sources, job, ledger)
+    results: dict[str, FileResult] = {s.key: complete_result(s, job) for s in complete}
     items = plan_fetches(todo, job, run_sources) if todo else []
     fetched: list[Fetched | None] = [None] * len(items)
     errors: list[str | None] = [None] * len(items)
