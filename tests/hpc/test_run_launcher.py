@@ -125,18 +125,24 @@ def test_launched_run_runs_its_coordinator_as_a_slurm_job(launcher_env: Path, mo
     wait_until(lambda: not queue_jobs(f"dagster-run-{run_id[:8]}"), 60, "the coordinator job to leave")
 
 
-def test_bad_override_tag_is_refused_before_submission(launcher_env: Path):
+def launch_refused(tmp: Path, tags: dict[str, str]) -> tuple[str, str]:
+    """Launch ``fan_job`` with ``tags``, which the launcher must refuse: (its output, run id)."""
     run_id = str(uuid.uuid4())
-    cfg = launcher_env / "run.yaml"
-    cfg.write_text(yaml.safe_dump({"execution": {"config": {"cluster": {"slurm": batch_cluster(launcher_env)},
+    cfg = tmp / "run.yaml"
+    cfg.write_text(yaml.safe_dump({"execution": {"config": {"cluster": {"slurm": batch_cluster(tmp)},
                                                             "scale": 1}}}))
     out = subprocess.run(
         [str(BIN / "dagster"), "job", "launch", "-f", str(JOBS_FILE), "-j", "fan_job", "-c", str(cfg),
-         "--run-id", run_id, "--tags", json.dumps({"hpc_workflows/memory": "8"})],
+         "--run-id", run_id, "--tags", json.dumps(tags)],
         timeout=120, capture_output=True, text=True,
     )
-    assert out.returncode != 0
-    assert "run tag hpc_workflows/memory" in out.stderr + out.stdout and "has no unit" in out.stderr + out.stdout
+    assert out.returncode != 0, "the launch was not refused"
+    return out.stderr + out.stdout, run_id
+
+
+def test_bad_override_tag_is_refused_before_submission(launcher_env: Path):
+    said, run_id = launch_refused(launcher_env, {"hpc_workflows/memory": "8"})
+    assert "run tag hpc_workflows/memory" in said and "has no unit" in said
     assert _run(run_id).status.value == "FAILURE"
     assert not queue_jobs(f"dagster-run-{run_id[:8]}")
 

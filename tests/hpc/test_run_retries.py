@@ -22,7 +22,7 @@ from hpc_workflows.hpc import run_retries
 from hpc_workflows.hpc.run_retries import BUDGET_TAG, RetrySettingError, job_loss, launch_tags
 from hpc_workflows.hpc.scheduler_cli import JobState
 
-from .conftest import JOBS_FILE, batch_cluster, queue_jobs, wait_until
+from .conftest import queue_jobs, wait_until
 from .test_run_launcher import (  # noqa: F401 - daemon is a fixture
     BIN,
     JOB_ID_TAG,
@@ -32,6 +32,7 @@ from .test_run_launcher import (  # noqa: F401 - daemon is a fixture
     _messages,
     _run,
     daemon,
+    launch_refused,
 )
 
 OWNER = os.getuid()
@@ -289,17 +290,8 @@ def test_step_failure_is_not_retried(launcher_env: Path, daemon):
 @pytest.mark.slow
 @pytest.mark.usefixtures("testbed")
 def test_bad_retry_tag_is_refused_before_submission(launcher_env: Path):
-    run_id = str(uuid.uuid4())
-    cfg = launcher_env / "run.yaml"
-    cfg.write_text(yaml.safe_dump({"execution": {"config": {"cluster": {"slurm": batch_cluster(launcher_env)},
-                                                            "scale": 1}}}))
-    out = subprocess.run(
-        [str(BIN / "dagster"), "job", "launch", "-f", str(JOBS_FILE), "-j", "fan_job", "-c", str(cfg),
-         "--run-id", run_id, "--tags", json.dumps({"dagster/max_retries": "two"})],
-        timeout=120, capture_output=True, text=True,
-    )
-    assert out.returncode != 0
-    assert "run tag dagster/max_retries: 'two' is not a whole number" in out.stderr + out.stdout
+    said, run_id = launch_refused(launcher_env, {"dagster/max_retries": "two"})
+    assert "run tag dagster/max_retries: 'two' is not a whole number" in said
     run = _run(run_id)
     assert run.status.value == "FAILURE"
     # A config error comes back on every retry: the failed launch is not retried.
