@@ -45,9 +45,9 @@ import queue
 import sys
 import time
 from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING
 
 import click
-import distributed
 from dagster import Field, Float, Int, Permissive, executor, multiple_process_executor_requirements
 from dagster._core.errors import DagsterExecutionInterruptedError
 from dagster._core.events import DagsterEvent, EngineEventData
@@ -60,13 +60,19 @@ from dagster._core.executor.base import Executor
 from dagster._utils.error import serializable_error_info_from_exc_info
 
 from .accounting_events import run_accounting_events
-from .clusters import RunCluster, missing_resources
 from .pools import RunPools, pool_of, unknown_pools, unknown_pools_message
 from .refusal import refusal_message
 from .step_budget import StepBudget, duration_tag_problems, replace_short_workers
 from .settings import ExecutorSettings, validate_executor_settings
-from .worker_loss import WorkerLossReporter
 from .worker_step import run_step
+
+if TYPE_CHECKING:
+    # The cluster machinery (distributed, ~0.8 s to import) is imported where the first
+    # cluster opens: a run whose plan finds nothing to do never needs it (issue 13).
+    import distributed
+
+    from .clusters import RunCluster
+    from .worker_loss import WorkerLossReporter
 
 _POLL = 0.05  # seconds the loop blocks on futures; bounds the latency added per step
 _WORKER_CHECK = 1.0  # seconds between checks that some worker is (or can be) there
@@ -244,7 +250,11 @@ class HpcDaskExecutor(Executor):
                                 EngineEventData(),
                             )
                             rc = cluster.open(pool)
+                            from .worker_loss import WorkerLossReporter  # with the cluster: see imports
+
                             losses[pool] = WorkerLossReporter(rc.kind, rc.cluster, rc.ledger)
+                        from .clusters import missing_resources  # loaded by cluster.open already
+
                         try:
                             wanted = {**rc.step_resources, **dask_resource_requirements(step.tags),
                                       **budget.resources_for(step.key, step.tags,
@@ -343,7 +353,7 @@ class HpcDaskExecutor(Executor):
             yield event
             active.handle_event(event)
         else:
-            if isinstance(future, distributed.Future):
+            if not isinstance(future, concurrent.futures.Future):  # a distributed.Future
                 future.release()  # free the worker's copy now: a draining worker waits for it
             if budget is not None:
                 budget.record(events)

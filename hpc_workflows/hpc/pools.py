@@ -25,9 +25,12 @@ queues no data-mover job. The tag is named ``worker_pool``, not ``pool``, becaus
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
 
-from .clusters import RunCluster, open_cluster
 from .settings import ExecutorSettings
+
+if TYPE_CHECKING:  # imported when a pool opens: distributed costs ~0.8 s a run may not need
+    from .clusters import RunCluster
 
 #: Op tag naming the worker pool (a key of ``execution.config.worker_pools``) of the op's steps.
 POOL_TAG = "hpc_workflows/worker_pool"
@@ -103,6 +106,8 @@ class RunPools:
     def open(self, pool: str | None) -> RunCluster:
         """The pool's cluster, started (and its workers requested) if it is not open yet."""
         if pool not in self.opened:
+            from .clusters import open_cluster
+
             self.opened[pool] = open_cluster(self.settings_of(pool), self.name_of(pool))
         return self.opened[pool]
 

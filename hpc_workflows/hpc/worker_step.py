@@ -9,6 +9,7 @@ holds one ``dagster_step`` slot, so one step at a time owns all its threads.
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Mapping, Sequence
 
@@ -48,6 +49,8 @@ def _instance(ref: InstanceRef) -> DagsterInstance:
 
 def step_threads() -> int:
     """Threads this worker process gives a step (1 outside a Dask worker)."""
+    if "distributed" not in sys.modules:  # no worker here; importing it would cost ~0.8 s
+        return 1
     try:
         from distributed import get_worker
 
