@@ -129,9 +129,16 @@ def job_loss(state: JobState, owner_uid: int | None = None) -> JobLoss:
     owner = os.getuid() if owner_uid is None else owner_uid
     if state.cancelled_by is not None and state.cancelled_by == owner:
         return JobLoss(False, f"{state.describe()}: cancelled by its owner, which means stop")
+    failure = classify([state.state], [state.exit_code])
+    if failure is None and not state.says_who_cancelled:
+        # PBS's qstat never says who ended a job: an unexplained end may be the owner's qdel,
+        # and resuming a run its owner stopped is worse than leaving a lost run to re-execute.
+        return JobLoss(False, f"{state.describe()}: ended without a reason, and the batch system does "
+                              "not say who ended it (its owner's qdel means stop); re-execute the "
+                              "run to resume it")
     # No failure word at all (the job is gone, or it was signalled while still RUNNING): it
     # ended without its coordinator reporting, which only something from outside does.
-    failure = classify([state.state], [state.exit_code]) or FailureClass.KILLED
+    failure = failure or FailureClass.KILLED
     rule = RETRY_RULES[failure]
     return JobLoss(rule.retry, f"{state.describe()}: {failure.value}")
 

@@ -86,7 +86,9 @@ class JobState:
     ``state`` is the scheduler's word (``RUNNING``, ``TIMEOUT``, ``R``, ``C``...); ``ended`` is
     None when the batch system could not be asked (a transient failure, not an answer).
     ``exit_code`` is SLURM's ``rc:signal``; ``cancelled_by`` the uid that cancelled the job
-    (SLURM's accounting says ``CANCELLED by 1234``), when known.
+    (SLURM's accounting says ``CANCELLED by 1234``), when known. ``says_who_cancelled`` is False
+    for batch systems whose answer never says it (PBS's ``qstat -f``): there an end without
+    a reason may be the owner's own ``qdel``.
     """
 
     job_id: str
@@ -95,6 +97,7 @@ class JobState:
     reason: str = ""
     exit_code: str = ""
     cancelled_by: int | None = None
+    says_who_cancelled: bool = True
 
     @property
     def waiting(self) -> bool:
@@ -285,7 +288,7 @@ class PbsScheduler(BatchScheduler):
         reason = ", ".join(
             f"{k} {fields[k].strip()}" for k in ("Exit_status", "exit_status", "comment") if k in fields
         )
-        return JobState(job_id, state, state in {"C", "F", "X", "E"}, reason)
+        return JobState(job_id, state, state in {"C", "F", "X", "E"}, reason, says_who_cancelled=False)
 
 
 def _qstat_block(text: str, job_id: str) -> str | None:

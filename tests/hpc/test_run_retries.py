@@ -87,6 +87,10 @@ def test_bad_retry_tags_are_refused_even_with_retries_off(tags, words):
         (JobState("1", "CANCELLED", True, exit_code="0:15", cancelled_by=OWNER), False),  # scancel: stop
         (JobState("1", "OUT_OF_MEMORY", True, exit_code="0:125"), False),  # same memory, same kill
         (JobState("1", "FAILED", True, exit_code="1:0"), False),  # the job's own code
+        # PBS: qstat never says who ended a job, so an end without a reason may be the owner's qdel
+        (JobState("1", "F", True, "Exit_status 271", says_who_cancelled=False), False),
+        (JobState("1", "GONE", True, says_who_cancelled=False), False),
+        (JobState("1", "R", False, says_who_cancelled=False), False),
     ],
 )
 def test_which_job_ends_are_losses(state, retry):
