@@ -5,9 +5,10 @@ from __future__ import annotations
 import datetime as _dt
 import platform
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import xarray as xr
+if TYPE_CHECKING:  # add_provenance is given a dataset; provenance_attrs needs no xarray (~0.13 s)
+    import xarray as xr
 
 __all__ = ["add_provenance", "provenance_attrs"]
 

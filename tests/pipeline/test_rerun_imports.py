@@ -101,3 +101,13 @@ def test_a_rerun_with_nothing_to_do_imports_no_heavy_library(tmp_path, dagster_h
     summary = json.loads((tmp_path / "out" / "run_summary.json").read_text())
     assert summary["already_complete"] == 3
     assert loaded == []
+
+
+def test_provenance_and_aggregate_modules_load_without_xarray():
+    # A worker that streams its output reads INCOMPLETE_ATTR and provenance_attrs from these:
+    # they import xarray where they build datasets, not when they load.
+    loaded = _modules_loaded_after(
+        "from hpc_workflows.temporal.aggregate import INCOMPLETE_ATTR\n"
+        "from hpc_workflows.write.provenance import provenance_attrs\n"
+        "assert provenance_attrs({}, sources=[{'url': 'u', 'sha256': 'ab'}])['hpc_workflows_sources'] == 'u sha256:ab'")
+    assert loaded == []
