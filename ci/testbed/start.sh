@@ -124,6 +124,9 @@ JobAcctGatherParams=OverMemoryKill
 AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=localhost
 AccountingStorageEnforce=associations
+# Each user sees only their own jobs, usage and accounts (squeue, scontrol, sacct), as on
+# shared production clusters: job names, command lines and paths are not for other users.
+PrivateData=accounts,jobs,reservations,usage,users
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 # Without a default, a job without --mem takes the whole node and blocks every other job.
@@ -227,6 +230,8 @@ StorageType=accounting_storage/mysql
 StorageHost=localhost
 StorageUser=root
 StorageLoc=hpcwf_slurm_acct_db
+# The same privacy for what slurmdbd answers (sacct -a, sreport, sacctmgr show).
+PrivateData=accounts,jobs,reservations,usage,users
 EOF
 )"
 dbd_conf_changed=0
