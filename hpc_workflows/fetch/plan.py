@@ -16,8 +16,9 @@ if TYPE_CHECKING:  # imported where used: 0.6 s that every definitions load woul
     import pandas as pd
 
 _TEMPLATE_FIELDS = ("dt", "iris_sample_data")
-_MONTH_RE = re.compile(r"^\s*(\d*)\s*(months?|mon|MS)\s*$", re.IGNORECASE)
-_YEAR_RE = re.compile(r"^\s*(\d*)\s*(years?|YS)\s*$", re.IGNORECASE)
+# pandas' "MS"/"YS" are case-sensitive: "100ms" is 100 milliseconds, not 100 months.
+_MONTH_RE = re.compile(r"^\s*(\d*)\s*((?i:months?|mon)|MS)\s*$")
+_YEAR_RE = re.compile(r"^\s*(\d*)\s*((?i:years?)|YS)\s*$")
 
 # The fixed steps people write ("24h", "1D", "30min", "1 day 6 hours"), parsed without pandas:
 # importing it costs ~0.7 s in every process that plans (each re-run, each worker). Units are

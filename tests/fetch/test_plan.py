@@ -41,6 +41,14 @@ def test_calendar_months(step):
     assert [s.key for s in sources] == ["20200101", "20200201", "20200301", "20200401"]
 
 
+@pytest.mark.parametrize(("step", "seconds"), [("100ms", 0.1), ("500ms", 0.5)])
+def test_milliseconds_are_not_months(step, seconds):
+    # pandas' month-start alias is "MS", case-sensitive; "ms" is milliseconds
+    from hpc_workflows.fetch.plan import parse_step
+
+    assert parse_step(step).total_seconds() == seconds
+
+
 def test_iris_sample_data_is_expanded():
     import iris_sample_data
 
