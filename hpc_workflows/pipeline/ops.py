@@ -16,10 +16,10 @@ hands the same config to all of them).
 
 import json
 import logging
-import math
 import queue
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 from dagster import (
@@ -38,6 +38,13 @@ from dagster import (
 
 from hpc_workflows.batching import FileResult, Progress, plan_work, run_batch
 from hpc_workflows.batching.files import complete_result
+from hpc_workflows.batching.results import (
+    merged,
+    read_results,
+    remove_results,
+    run_results_dir,
+    write_results,
+)
 from hpc_workflows.batching.split import FetchedBatch, HandoffGate, fetch_batch, node_name, regrid_batch
 from hpc_workflows.config import BatchingConfig, WorkflowConfig
 from hpc_workflows.fetch import Source
@@ -52,7 +59,7 @@ from hpc_workflows.pipeline.fetch_pool import (
 from hpc_workflows.pipeline.settings import batch_job, planned_sources
 
 __all__ = ["fetch_batch_op", "plan_sources_op", "process_batch_op", "regrid_batch_op",
-           "summarise_op", "strict_json"]
+           "summarise_op"]
 
 # A batch step fails at its end when some of its files failed. Files that failed with an
 # error a retry would only repeat (a FetchError: the transports already retried transient
@@ -108,9 +115,14 @@ def plan_sources_op(context: OpExecutionContext, config: WorkflowConfig):
         + (f", each fetched on the '{FETCH_POOL}' worker pool and regridded on the default cluster"
            if split and plan.batches else "")
     )
+    complete_file = None
+    if plan.complete:  # on disk, not in the step's output: a re-run may find 10,000+ complete
+        complete_file = _results_dir(context) / "complete.jsonl"
+        write_results(complete_file, (complete_result(s, job).as_dict() for s in plan.complete))
     yield Output({"sources": len(sources), "planning_seconds": round(seconds, 3),
                   "files_per_step": plan.files_per_step, "batches": len(plan.batches),
-                  "complete": [complete_result(s, job).as_dict() for s in plan.complete]},
+                  "already_complete": len(plan.complete),
+                  "complete_file": str(complete_file) if complete_file else None},
                  output_name="plan",
                  metadata={"sources": len(sources), "already_complete": len(plan.complete),
                            "to_do": plan.todo, "batches": len(plan.batches)})
@@ -180,7 +192,7 @@ def _per_file(results: list[FileResult]) -> list[dict[str, Any]]:
 
 
 @op(name="process_batch", retry_policy=STEP_RETRY, tags={"kind": "batch"})
-def process_batch_op(context: OpExecutionContext, config: WorkflowConfig, batch: list) -> Output[list]:
+def process_batch_op(context: OpExecutionContext, config: WorkflowConfig, batch: list) -> Output[dict]:
     """Fetch, regrid, write, verify and record each file of a batch, pipelined.
 
     Fails at the end, listing the failed files, when any failed; the others' work is kept
@@ -195,16 +207,29 @@ def process_batch_op(context: OpExecutionContext, config: WorkflowConfig, batch:
                         log=warnings,  # type: ignore[arg-type]  # a logger for what fetch calls
                         run_sources=run_sources)
     warnings.forward()
-    return _batch_output(results)
+    return _batch_output(results, _results_file(context))
 
 
-def _batch_output(results: list[FileResult], extra: Mapping[str, Any] | None = None,
-                  not_retried: frozenset[str] = frozenset()) -> Output[list]:
+def _results_dir(context: OpExecutionContext) -> Path:
+    """Where this run's steps leave their files' results for its summary."""
+    return run_results_dir(Path(context.instance.storage_directory()), context.run_id)
+
+
+def _results_file(context: OpExecutionContext) -> Path:
+    """Where this batch step leaves its files' results for the run's summary."""
+    return _results_dir(context) / f"{context.get_mapping_key() or 'batch'}.jsonl"
+
+
+def _batch_output(results: list[FileResult], results_file: Path, extra: Mapping[str, Any] | None = None,
+                  not_retried: frozenset[str] = frozenset()) -> Output[dict]:
     """A batch step's output and per-file metadata; a Failure at its end if a file failed.
 
+    The results themselves go to ``results_file`` (before a failure too: the summary of a run
+    whose step fails for good still lists them); the output is only its path and count.
     ``not_retried``: keys of failed files a retry of this step could not redo (they failed in
     an earlier step, e.g. their fetch): they do not make the step retry.
     """
+    write_results(results_file, (r.as_dict() for r in results))
     failed = [r for r in results if r.status == "failed"]
     metadata = {
         **(extra or {}),
@@ -225,7 +250,7 @@ def _batch_output(results: list[FileResult], extra: Mapping[str, Any] | None = N
             metadata=metadata,
             allow_retries=retry,
         )
-    return Output([r.as_dict() for r in results], metadata=metadata)
+    return Output({"results_file": str(results_file), "files": len(results)}, metadata=metadata)
 
 
 def _progress_every(context: OpExecutionContext, what: str, every_s: float):
@@ -285,7 +310,7 @@ def fetch_batch_op(context: OpExecutionContext, config: WorkflowConfig, batch: l
 
 
 @op(name="regrid_batch", retry_policy=STEP_RETRY, tags={"kind": "batch"})
-def regrid_batch_op(context: OpExecutionContext, config: WorkflowConfig, fetched: FetchedBatch) -> Output[list]:
+def regrid_batch_op(context: OpExecutionContext, config: WorkflowConfig, fetched: FetchedBatch) -> Output[dict]:
     """Regrid, write, verify and record each file its ``fetch_batch`` step fetched, on the
     default cluster; fails at its end, like ``process_batch``, when any file failed (fetch
     failures included, which a retry of this step does not redo)."""
@@ -297,70 +322,73 @@ def regrid_batch_op(context: OpExecutionContext, config: WorkflowConfig, fetched
     finally:  # its files are off scratch (or kept for a retry): the next fetch may start
         HandoffGate(job.workdir, context.run_id, None).release(context.get_mapping_key() or "batch")
     warnings.forward()
-    return _batch_output(results, extra={"node": node_name(), "fetched_on": fetched.node},
+    return _batch_output(results, _results_file(context),
+                         extra={"node": node_name(), "fetched_on": fetched.node},
                          not_retried=frozenset(r.key for r in fetched.fetch_failures))
 
 
-def strict_json(value: Any) -> Any:
-    """``value`` with NaN and infinities replaced by None, so it is valid (strict) JSON."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: strict_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [strict_json(v) for v in value]
-    return value
+def _missing_files(config: WorkflowConfig, have: Iterator[str]) -> list[str]:
+    """Keys of planned files without a result (``have``: the keys that have one, in order).
 
-
-def _missing_files(config: WorkflowConfig, plan: dict, results: list[dict]) -> list[str]:
-    """Keys of planned files without a result: none unless some batch step never ran.
-
-    Dagster's re-execution from failure can leave out mapped steps that had not started when the
-    parent run died; their files would otherwise vanish from the summary without a word.
+    None unless some batch step never ran: Dagster's re-execution from failure can leave out
+    mapped steps that had not started when the parent run died; their files would otherwise
+    vanish from the summary without a word.
     """
-    if len(results) >= plan["sources"]:
-        return []
-    have = {r["key"] for r in results}
-    return [s.key for s in planned_sources(config) if s.key not in have]
+    keys = set(have)
+    return [s.key for s in planned_sources(config) if s.key not in keys]
 
 
 @op(name="summarise", tags={"kind": "summary", **_ON_COORDINATOR})
 def summarise_op(context: OpExecutionContext, config: WorkflowConfig, plan: dict,
-                 batches: list[list], regridded: list[list]) -> Output[dict]:
+                 batches: list[dict], regridded: list[dict]) -> Output[dict]:
     """Write ``run_summary.json`` next to the outputs and report the run's totals.
 
-    ``batches``: the results of ``process_batch`` steps; ``regridded``: of ``regrid_batch``
-    steps (runs with a ``fetch`` worker pool). One of the two is empty.
+    ``batches``: the outputs of ``process_batch`` steps; ``regridded``: of ``regrid_batch``
+    steps (runs with a ``fetch`` worker pool). One of the two is empty. Each names the file of
+    its results: they are read as streams, twice (totals, then the summary's list in key
+    order), so memory does not grow with the number of files.
     """
-    # Only batch results can hold NaN (area means); the plan's complete files are plain.
-    results = sorted(plan["complete"] + [strict_json(r) for batch in [*batches, *regridded] for r in batch],
-                     key=lambda r: r["key"])
-    missing = _missing_files(config, plan, results)
-    fetched = [r for r in results if r["status"] == "written" and not r["fetch"]["skipped"]]
-    total_bytes = sum(r["fetch"]["bytes"] for r in fetched)
-    fetch_seconds = sum(r["fetch"]["seconds"] for r in fetched)
+    paths = [Path(b["results_file"]) for b in [*batches, *regridded]]
+    if plan.get("complete_file"):
+        paths.insert(0, Path(plan["complete_file"]))
+    totals = {"sources": 0, "fetched": 0, "bytes": 0, "fetch_seconds": 0.0, "written": 0, "skipped": 0}
+    for path in paths:
+        for r in read_results(path):
+            totals["sources"] += 1
+            if r["status"] == "written" and not r["fetch"]["skipped"]:
+                totals["fetched"] += 1
+                totals["bytes"] += r["fetch"]["bytes"]
+                totals["fetch_seconds"] += r["fetch"]["seconds"]
+            totals["written"] += sum(1 for o in r["outputs"] if not o["skipped"])
+            totals["skipped"] += sum(1 for o in r["outputs"] if o["skipped"])
+    missing = (_missing_files(config, (r["key"] for r in merged(paths)))
+               if totals["sources"] < plan["sources"] else [])
     summary: dict[str, Any] = {
         "run_id": context.run_id,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "sources": len(results),
-        "already_complete": len(plan["complete"]),
+        "sources": totals["sources"],
+        "already_complete": plan["already_complete"],
         "planning_seconds": plan["planning_seconds"],
         "batch_steps": plan["batches"],
         "files_per_step": plan["files_per_step"],
-        "fetched": len(fetched),
-        "fetch_skipped": len(results) - len(fetched),
-        "bytes_fetched": total_bytes,
-        "fetch_mb_per_s": round(total_bytes / 1e6 / fetch_seconds, 2) if fetch_seconds > 0 else None,
-        "outputs_written": sum(1 for r in results for o in r["outputs"] if not o["skipped"]),
-        "outputs_skipped": sum(1 for r in results for o in r["outputs"] if o["skipped"]),
-        "results": results,
+        "fetched": totals["fetched"],
+        "fetch_skipped": totals["sources"] - totals["fetched"],
+        "bytes_fetched": totals["bytes"],
+        "fetch_mb_per_s": (round(totals["bytes"] / 1e6 / totals["fetch_seconds"], 2)
+                           if totals["fetch_seconds"] > 0 else None),
+        "outputs_written": totals["written"],
+        "outputs_skipped": totals["skipped"],
     }
     if missing:
         summary["missing"] = missing
     path = config.output.directory_path / "run_summary.json"
     part = path.with_name(path.name + ".part")
-    with open(part, "w") as fh:  # streamed: no second copy of a 10,000-file summary in memory
-        json.dump(summary, fh, indent=1, default=str, allow_nan=False)
+    with open(part, "w") as fh:  # streamed: the per-file list is never in memory as a whole
+        head = json.dumps(summary, indent=1, default=str, allow_nan=False)
+        fh.write(head[:-2] + ',\n "results": [')
+        for i, r in enumerate(merged(paths)):
+            fh.write(("," if i else "") + "\n  " + json.dumps(r, default=str, allow_nan=False))
+        fh.write("\n ]\n}\n")
     part.replace(path)
     HandoffGate(config.output.workdir_path, context.run_id, None).remove()  # runs with a fetch pool
     context.log.info(
@@ -380,6 +408,10 @@ def summarise_op(context: OpExecutionContext, config: WorkflowConfig, plan: dict
             metadata={"missing": len(missing), "summary_file": str(path)},
             allow_retries=False,
         )
+    # The results are in the summary now; their folders (this run's, and a parent run's when
+    # this one re-executed only part of it) are no longer needed.
+    remove_results(paths)
+    summary["summary_file"] = str(path)
     return Output(summary, metadata={"summary_file": str(path), "sources": summary["sources"],
                                      "outputs_written": summary["outputs_written"],
                                      "outputs_skipped": summary["outputs_skipped"]})

@@ -93,7 +93,7 @@ def test_failed_file_fails_its_step_at_the_end_and_only_it_is_retried(tmp_path):
 
 def test_summary_values_are_strict_json():
     """A NaN area mean (no valid data in the region) is written as null, not as bare NaN."""
-    from hpc_workflows.pipeline.ops import strict_json
+    from hpc_workflows.batching.results import strict_json
 
     result = {"key": "20200101", "outputs": [{"area_mean_before[tas]": float("nan"),
                                                "area_mean_after[tas]": float("-inf"), "seconds": 0.5}]}

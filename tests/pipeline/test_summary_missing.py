@@ -10,6 +10,7 @@ import pytest
 from dagster import Failure, build_op_context
 
 from hpc_workflows.batching import run_batch
+from hpc_workflows.batching.results import RESULTS_DIR, write_results
 from hpc_workflows.config import validate_workflow_config
 from hpc_workflows.pipeline.ops import summarise_op
 from hpc_workflows.pipeline.settings import batch_job, planned_sources
@@ -29,9 +30,13 @@ def _setup(tmp: Path):
     job = batch_job(cfg)
     first, second = sources[:2], sources[2:]
     plan = {"sources": len(sources), "planning_seconds": 0.0, "files_per_step": 2, "batches": 2,
-            "complete": []}
-    results = [[r.as_dict() for r in run_batch(batch, job)] for batch in (first, second)]
-    return cfg, plan, results
+            "already_complete": 0, "complete_file": None}
+    outputs = []
+    for i, batch in enumerate((first, second)):  # what each batch step leaves and passes on
+        path = tmp / "storage" / "run" / RESULTS_DIR / f"{i}.jsonl"
+        write_results(path, (r.as_dict() for r in run_batch(batch, job)))
+        outputs.append({"results_file": str(path), "files": len(batch)})
+    return cfg, plan, outputs
 
 
 def test_a_batch_without_results_fails_the_summary_naming_its_files(tmp_path):
@@ -42,6 +47,7 @@ def test_a_batch_without_results_fails_the_summary_naming_its_files(tmp_path):
     assert "20200103, 20200104" in failure.value.description
     summary = json.loads((tmp_path / "out" / "run_summary.json").read_text())
     assert summary["missing"] == ["20200103", "20200104"] and summary["outputs_written"] == 2
+    assert (tmp_path / "storage" / "run" / RESULTS_DIR).exists()  # kept for a re-execution
 
 
 def test_every_batch_present_summarises(tmp_path):
@@ -50,4 +56,6 @@ def test_every_batch_present_summarises(tmp_path):
         out = summarise_op(context, config=cfg, plan=plan, batches=results, regridded=[])
     summary = json.loads((tmp_path / "out" / "run_summary.json").read_text())
     assert "missing" not in summary and summary["outputs_written"] == 4
+    assert [r["key"] for r in summary["results"]] == ["20200101", "20200102", "20200103", "20200104"]
     assert out.value["sources"] == 4
+    assert not (tmp_path / "storage" / "run" / RESULTS_DIR).exists()  # in the summary now
