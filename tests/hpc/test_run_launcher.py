@@ -78,13 +78,11 @@ def _started_steps(markers: Path) -> list[Path]:
     return list(markers.glob("started-*"))
 
 
-@pytest.fixture
-def daemon(launcher_env: Path) -> Iterator[subprocess.Popen]:
-    """A real dagster-daemon (run monitoring) on the test's instance."""
-    hpc_env = launcher_env
+def run_daemon(folder: Path, *location: str) -> Iterator[subprocess.Popen]:
+    """A real ``dagster-daemon run <location>`` (log in ``folder``) until the caller resumes it."""
     proc = subprocess.Popen(
-        [str(BIN / "dagster-daemon"), "run", "-f", str(JOBS_FILE)],
-        stdout=open(hpc_env / "daemon.log", "w"), stderr=subprocess.STDOUT, start_new_session=True,
+        [str(BIN / "dagster-daemon"), "run", *location],
+        stdout=open(folder / "daemon.log", "w"), stderr=subprocess.STDOUT, start_new_session=True,
     )
     yield proc
     os.killpg(proc.pid, signal.SIGTERM)
@@ -92,6 +90,12 @@ def daemon(launcher_env: Path) -> Iterator[subprocess.Popen]:
         proc.wait(30)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def daemon(launcher_env: Path) -> Iterator[subprocess.Popen]:
+    """A real dagster-daemon (run monitoring) on the test's instance."""
+    yield from run_daemon(launcher_env, "-f", str(JOBS_FILE))
 
 
 @pytest.fixture

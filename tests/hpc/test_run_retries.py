@@ -33,6 +33,7 @@ from .test_run_launcher import (  # noqa: F401 - daemon is a fixture
     _run,
     daemon,
     launch_refused,
+    run_daemon,
 )
 
 OWNER = os.getuid()
@@ -155,16 +156,7 @@ DAYS = 16
 def pipeline_daemon(launcher_env: Path, monkeypatch) -> Iterator[subprocess.Popen]:
     """A real dagster-daemon on the shipped code location (run monitoring and run retries)."""
     monkeypatch.setenv("HPCW_DATASETS", str(launcher_env / "no_datasets"))  # no sensors
-    proc = subprocess.Popen(
-        [str(BIN / "dagster-daemon"), "run", "-m", "hpc_workflows"],
-        stdout=open(launcher_env / "daemon.log", "w"), stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    yield proc
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+    yield from run_daemon(launcher_env, "-m", "hpc_workflows")
 
 
 def _launch_pipeline(tmp: Path, tags: dict[str, str]) -> str:
